@@ -1,0 +1,460 @@
+// Package barrier encrypts everything Coffer stores. Every value passes
+// through AES-256-GCM with a random 96-bit nonce before it reaches the
+// storage backend, bound to its storage key as additional authenticated data
+// so that swapping two records on disk makes both fail to decrypt.
+//
+// Data keys live in a keyring of numbered terms. New writes use the active
+// term; older terms stay readable until Rewrap re-encrypts what they
+// protect. The keyring itself is stored under KeyringPath, encrypted with the
+// root key that the seal provides. A sealed barrier holds no key in memory
+// and refuses every operation with ErrSealed.
+package barrier
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coffer-dev/coffer/internal/storage"
+)
+
+// KeyringPath is where the encrypted keyring is stored.
+const KeyringPath = "core/keyring"
+
+// PlaintextPrefix marks storage keys the barrier never handles: the seal's
+// own configuration, which must be readable while sealed.
+const PlaintextPrefix = "core/plain/"
+
+// KeySize is the size in bytes of the root key and of every data key.
+const KeySize = 32
+
+const (
+	formatV1   = 1
+	headerSize = 1 + 4 // format byte, term
+	nonceSize  = 12
+)
+
+var (
+	// ErrSealed is returned by every data operation while the barrier is sealed.
+	ErrSealed = errors.New("barrier is sealed")
+	// ErrNotInitialized is returned by Unseal before Initialize.
+	ErrNotInitialized = errors.New("barrier is not initialized")
+	// ErrAlreadyInitialized is returned by Initialize when a keyring exists.
+	ErrAlreadyInitialized = errors.New("barrier is already initialized")
+	// ErrInvalidRootKey is returned by Unseal when the root key does not open the keyring.
+	ErrInvalidRootKey = errors.New("root key does not open the keyring")
+	// ErrDecrypt is returned when a record fails authentication: it was
+	// corrupted, tampered with, or moved to another key.
+	ErrDecrypt = errors.New("record failed authentication")
+	// ErrReservedKey is returned for writes to keys the barrier manages itself.
+	ErrReservedKey = errors.New("key is reserved for the barrier")
+)
+
+// Barrier is the encryption layer over a storage.Backend. Its methods are
+// safe for concurrent use.
+type Barrier struct {
+	backend storage.Backend
+	now     func() time.Time
+
+	keys atomic.Pointer[keyset] // nil while sealed
+
+	rotateMu sync.Mutex // serializes Rotate and Initialize
+}
+
+// keyset is an immutable snapshot of the unsealed keyring.
+type keyset struct {
+	active  uint32
+	aeads   map[uint32]cipher.AEAD
+	ring    keyring
+	rootKey []byte // wraps the keyring; needed to rewrite it on Rotate
+}
+
+type keyring struct {
+	Active uint32     `json:"active"`
+	Terms  []termInfo `json:"terms"`
+}
+
+type termInfo struct {
+	Term      uint32    `json:"term"`
+	Key       []byte    `json:"key"`
+	Installed time.Time `json:"installed"`
+}
+
+// New returns a sealed barrier over backend. now may be nil for time.Now.
+func New(backend storage.Backend, now func() time.Time) *Barrier {
+	if now == nil {
+		now = time.Now
+	}
+	return &Barrier{backend: backend, now: now}
+}
+
+// Initialized reports whether a keyring exists in storage.
+func (b *Barrier) Initialized(ctx context.Context) (bool, error) {
+	_, err := b.backend.Get(ctx, KeyringPath)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, storage.ErrNotFound):
+		return false, nil
+	default:
+		return false, fmt.Errorf("read keyring: %w", err)
+	}
+}
+
+// Initialize creates a keyring with one term, encrypted under rootKey, and
+// leaves the barrier sealed.
+func (b *Barrier) Initialize(ctx context.Context, rootKey []byte) error {
+	b.rotateMu.Lock()
+	defer b.rotateMu.Unlock()
+	if len(rootKey) != KeySize {
+		return fmt.Errorf("root key must be %d bytes", KeySize)
+	}
+	key, err := randomKey()
+	if err != nil {
+		return err
+	}
+	ring := keyring{Active: 1, Terms: []termInfo{{Term: 1, Key: key, Installed: b.now().UTC()}}}
+	return b.backend.Update(ctx, func(tx storage.Tx) error {
+		if _, err := tx.Get(KeyringPath); err == nil {
+			return ErrAlreadyInitialized
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+		return writeKeyring(tx, rootKey, ring)
+	})
+}
+
+// Unseal loads the keyring with rootKey. Unsealing an unsealed barrier
+// re-checks the key and is otherwise a no-op.
+func (b *Barrier) Unseal(ctx context.Context, rootKey []byte) error {
+	raw, err := b.backend.Get(ctx, KeyringPath)
+	if errors.Is(err, storage.ErrNotFound) {
+		return ErrNotInitialized
+	}
+	if err != nil {
+		return fmt.Errorf("read keyring: %w", err)
+	}
+	ring, err := openKeyring(rootKey, raw)
+	if err != nil {
+		return err
+	}
+	ks, err := newKeyset(ring, rootKey)
+	if err != nil {
+		return err
+	}
+	b.keys.Store(ks)
+	return nil
+}
+
+// Seal forgets every key. Operations in flight may finish; new ones fail
+// with ErrSealed.
+func (b *Barrier) Seal() { b.keys.Store(nil) }
+
+// Sealed reports whether the barrier is sealed.
+func (b *Barrier) Sealed() bool { return b.keys.Load() == nil }
+
+func openKeyring(rootKey, raw []byte) (keyring, error) {
+	if len(rootKey) != KeySize {
+		return keyring{}, ErrInvalidRootKey
+	}
+	aead, err := newAEAD(rootKey)
+	if err != nil {
+		return keyring{}, err
+	}
+	plain, _, err := decrypt(map[uint32]cipher.AEAD{0: aead}, KeyringPath, raw)
+	if err != nil {
+		return keyring{}, ErrInvalidRootKey
+	}
+	var ring keyring
+	if err := json.Unmarshal(plain, &ring); err != nil {
+		return keyring{}, fmt.Errorf("decode keyring: %w", err)
+	}
+	return ring, nil
+}
+
+func writeKeyring(tx storage.Tx, rootKey []byte, ring keyring) error {
+	aead, err := newAEAD(rootKey)
+	if err != nil {
+		return err
+	}
+	plain, err := json.Marshal(ring)
+	if err != nil {
+		return err
+	}
+	ct, err := encrypt(aead, 0, KeyringPath, plain)
+	if err != nil {
+		return err
+	}
+	return tx.Put(KeyringPath, ct)
+}
+
+func newKeyset(ring keyring, rootKey []byte) (*keyset, error) {
+	ks := &keyset{active: ring.Active, aeads: make(map[uint32]cipher.AEAD, len(ring.Terms)), ring: ring,
+		rootKey: append([]byte(nil), rootKey...)}
+	for _, t := range ring.Terms {
+		a, err := newAEAD(t.Key)
+		if err != nil {
+			return nil, fmt.Errorf("keyring term %d: %w", t.Term, err)
+		}
+		ks.aeads[t.Term] = a
+	}
+	if ks.aeads[ks.active] == nil {
+		return nil, fmt.Errorf("keyring has no active term %d", ks.active)
+	}
+	return ks, nil
+}
+
+// Rotate adds a new term to the keyring and makes it active; the keyring is
+// rewritten under the root key it was unsealed with. Existing records stay
+// on their terms until Rewrap.
+func (b *Barrier) Rotate(ctx context.Context) (uint32, error) {
+	b.rotateMu.Lock()
+	defer b.rotateMu.Unlock()
+	ks := b.keys.Load()
+	if ks == nil {
+		return 0, ErrSealed
+	}
+	key, err := randomKey()
+	if err != nil {
+		return 0, err
+	}
+	ring := keyring{Active: ks.active + 1, Terms: append(append([]termInfo(nil), ks.ring.Terms...),
+		termInfo{Term: ks.active + 1, Key: key, Installed: b.now().UTC()})}
+	next, err := newKeyset(ring, ks.rootKey)
+	if err != nil {
+		return 0, err
+	}
+	err = b.backend.Update(ctx, func(tx storage.Tx) error {
+		return writeKeyring(tx, ks.rootKey, ring)
+	})
+	if err != nil {
+		return 0, err
+	}
+	b.keys.Store(next)
+	return ring.Active, nil
+}
+
+// KeyStatus describes the keyring without revealing keys.
+type KeyStatus struct {
+	Term      uint32    `json:"term"`
+	Installed time.Time `json:"installed"`
+	Terms     int       `json:"terms"`
+}
+
+// Status returns the active term, when it was installed and how many terms exist.
+func (b *Barrier) Status() (KeyStatus, error) {
+	ks := b.keys.Load()
+	if ks == nil {
+		return KeyStatus{}, ErrSealed
+	}
+	st := KeyStatus{Term: ks.active, Terms: len(ks.ring.Terms)}
+	for _, t := range ks.ring.Terms {
+		if t.Term == ks.active {
+			st.Installed = t.Installed
+		}
+	}
+	return st, nil
+}
+
+// Get returns the decrypted value of key, or storage.ErrNotFound.
+func (b *Barrier) Get(ctx context.Context, key string) ([]byte, error) {
+	ks := b.keys.Load()
+	if ks == nil {
+		return nil, ErrSealed
+	}
+	raw, err := b.backend.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	plain, _, err := decrypt(ks.aeads, key, raw)
+	return plain, err
+}
+
+// List lists keys like storage.Backend.List. Keys are not secret and are
+// stored in the clear; values never are.
+func (b *Barrier) List(ctx context.Context, prefix, after string, limit int) ([]string, error) {
+	if b.keys.Load() == nil {
+		return nil, ErrSealed
+	}
+	return b.backend.List(ctx, prefix, after, limit)
+}
+
+// Update runs fn in an atomic, durable write transaction whose Get decrypts
+// and whose Put encrypts under the active term.
+func (b *Barrier) Update(ctx context.Context, fn func(storage.Tx) error) error {
+	ks := b.keys.Load()
+	if ks == nil {
+		return ErrSealed
+	}
+	return b.backend.Update(ctx, func(tx storage.Tx) error {
+		return fn(&encTx{tx: tx, ks: ks})
+	})
+}
+
+type encTx struct {
+	tx storage.Tx
+	ks *keyset
+}
+
+func (t *encTx) Get(key string) ([]byte, error) {
+	raw, err := t.tx.Get(key)
+	if err != nil {
+		return nil, err
+	}
+	plain, _, err := decrypt(t.ks.aeads, key, raw)
+	return plain, err
+}
+
+func (t *encTx) Put(key string, value []byte) error {
+	if reserved(key) {
+		return ErrReservedKey
+	}
+	ct, err := encrypt(t.ks.aeads[t.ks.active], t.ks.active, key, value)
+	if err != nil {
+		return err
+	}
+	return t.tx.Put(key, ct)
+}
+
+func (t *encTx) Delete(key string) error {
+	if reserved(key) {
+		return ErrReservedKey
+	}
+	return t.tx.Delete(key)
+}
+
+func reserved(key string) bool {
+	return key == KeyringPath || strings.HasPrefix(key, PlaintextPrefix)
+}
+
+// Rewrap re-encrypts every record still on an older term under the active
+// term, a page at a time, and returns how many it rewrote. It is safe to run
+// while serving: each record is re-read inside its own transaction.
+func (b *Barrier) Rewrap(ctx context.Context) (int, error) {
+	ks := b.keys.Load()
+	if ks == nil {
+		return 0, ErrSealed
+	}
+	n, after := 0, ""
+	for {
+		keys, err := b.backend.List(ctx, "", after, 256)
+		if err != nil {
+			return n, err
+		}
+		if len(keys) == 0 {
+			return n, nil
+		}
+		after = keys[len(keys)-1]
+		var stale []string
+		for _, k := range keys {
+			if reserved(k) {
+				continue
+			}
+			raw, err := b.backend.Get(ctx, k)
+			if err != nil {
+				continue // deleted meanwhile
+			}
+			if term, ok := recordTerm(raw); ok && term < ks.active {
+				stale = append(stale, k)
+			}
+		}
+		if len(stale) == 0 {
+			continue
+		}
+		err = b.backend.Update(ctx, func(tx storage.Tx) error {
+			for _, k := range stale {
+				raw, err := tx.Get(k)
+				if err != nil {
+					continue
+				}
+				if term, ok := recordTerm(raw); !ok || term >= ks.active {
+					continue
+				}
+				plain, _, err := decrypt(ks.aeads, k, raw)
+				if err != nil {
+					return fmt.Errorf("rewrap record: %w", err)
+				}
+				ct, err := encrypt(ks.aeads[ks.active], ks.active, k, plain)
+				if err != nil {
+					return err
+				}
+				if err := tx.Put(k, ct); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+		n += len(stale)
+	}
+}
+
+func recordTerm(raw []byte) (uint32, bool) {
+	if len(raw) < headerSize || raw[0] != formatV1 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(raw[1:5]), true
+}
+
+func randomKey() ([]byte, error) {
+	k := make([]byte, KeySize)
+	if _, err := rand.Read(k); err != nil {
+		return nil, fmt.Errorf("generate key: %w", err)
+	}
+	return k, nil
+}
+
+// NewRootKey returns a fresh random root key.
+func NewRootKey() ([]byte, error) { return randomKey() }
+
+func newAEAD(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("aes key: %w", err)
+	}
+	return cipher.NewGCM(block)
+}
+
+// encrypt returns header || nonce || GCM(plain), authenticated with the
+// header and the storage key.
+func encrypt(aead cipher.AEAD, term uint32, key string, plain []byte) ([]byte, error) {
+	out := make([]byte, headerSize+nonceSize, headerSize+nonceSize+len(plain)+aead.Overhead())
+	out[0] = formatV1
+	binary.BigEndian.PutUint32(out[1:5], term)
+	if _, err := rand.Read(out[headerSize:]); err != nil {
+		return nil, fmt.Errorf("generate nonce: %w", err)
+	}
+	return aead.Seal(out, out[headerSize:], plain, aad(out[:headerSize], key)), nil
+}
+
+func decrypt(aeads map[uint32]cipher.AEAD, key string, raw []byte) ([]byte, uint32, error) {
+	term, ok := recordTerm(raw)
+	if !ok || len(raw) < headerSize+nonceSize {
+		return nil, 0, ErrDecrypt
+	}
+	aead := aeads[term]
+	if aead == nil {
+		return nil, 0, ErrDecrypt
+	}
+	plain, err := aead.Open(nil, raw[headerSize:headerSize+nonceSize], raw[headerSize+nonceSize:], aad(raw[:headerSize], key))
+	if err != nil {
+		return nil, 0, ErrDecrypt
+	}
+	return plain, term, nil
+}
+
+func aad(header []byte, key string) []byte {
+	a := make([]byte, 0, len(header)+len(key))
+	return append(append(a, header...), key...)
+}
