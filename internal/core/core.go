@@ -1,0 +1,208 @@
+// Package core ties the storage backend, the barrier, the seal and the
+// domain services into one server state machine: uninitialized, sealed,
+// unsealed. Wire adapters call into the services it exposes; nothing here
+// knows about HTTP.
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/coffer-dev/coffer/internal/auth"
+	"github.com/coffer-dev/coffer/internal/auth/token"
+	"github.com/coffer-dev/coffer/internal/barrier"
+	"github.com/coffer-dev/coffer/internal/seal"
+	"github.com/coffer-dev/coffer/internal/secret"
+	"github.com/coffer-dev/coffer/internal/storage"
+)
+
+// ErrSealed is returned while the server is sealed.
+var ErrSealed = barrier.ErrSealed
+
+// Config configures a Core.
+type Config struct {
+	Backend storage.Backend
+	// KeyFile selects the key-file seal when not empty.
+	KeyFile string
+	Logger  *slog.Logger
+	Now     func() time.Time
+}
+
+// Core is the server state. Its methods are safe for concurrent use.
+type Core struct {
+	backend storage.Backend
+	barrier *barrier.Barrier
+	seal    *seal.Manager
+	log     *slog.Logger
+
+	Tokens  *token.Service
+	Secrets *secret.Service
+
+	stateMu sync.Mutex // serializes init, unseal and seal transitions
+}
+
+// New builds a sealed Core over cfg.Backend.
+func New(cfg Config) *Core {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	b := barrier.New(cfg.Backend, cfg.Now)
+	return &Core{
+		backend: cfg.Backend,
+		barrier: b,
+		seal:    seal.New(cfg.Backend, b, cfg.KeyFile),
+		log:     cfg.Logger,
+		Tokens:  token.New(b, cfg.Now),
+		Secrets: secret.New(b, cfg.Now),
+	}
+}
+
+// SealStatus describes the seal.
+type SealStatus struct {
+	Type        string `json:"type"`
+	Initialized bool   `json:"initialized"`
+	Sealed      bool   `json:"sealed"`
+	Shares      int    `json:"shares,omitempty"`
+	Threshold   int    `json:"threshold,omitempty"`
+	Progress    int    `json:"progress"`
+}
+
+// Status returns the seal status; it works while sealed.
+func (c *Core) Status(ctx context.Context) (SealStatus, error) {
+	st := SealStatus{Type: c.seal.Type(), Sealed: c.barrier.Sealed(), Progress: c.seal.Progress()}
+	cfg, err := c.seal.Config(ctx)
+	switch {
+	case errors.Is(err, seal.ErrNotInitialized):
+		return st, nil
+	case err != nil:
+		return st, err
+	}
+	st.Initialized, st.Shares, st.Threshold = true, cfg.Shares, cfg.Threshold
+	return st, nil
+}
+
+// InitResult is shown once to whoever initializes the server.
+type InitResult struct {
+	Keys      []string `json:"keys,omitempty"`
+	Threshold int      `json:"threshold,omitempty"`
+	RootToken string   `json:"root_token"`
+}
+
+// Init initializes the server and creates the root token. With the Shamir
+// seal the server is left sealed; with the key-file seal, unsealed.
+func (c *Core) Init(ctx context.Context, shares, threshold int) (*InitResult, error) {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	keys, err := c.seal.Init(ctx, shares, threshold)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Tokens.Load(ctx); err != nil {
+		return nil, err
+	}
+	tok, _, err := c.Tokens.Create(ctx, token.CreateInput{DisplayName: "root", Policies: []string{"root"}})
+	if err != nil {
+		return nil, fmt.Errorf("create root token: %w", err)
+	}
+	res := &InitResult{Keys: keys, RootToken: tok}
+	if c.seal.Type() == seal.TypeShamir {
+		res.Threshold = threshold
+		c.sealLocked()
+	}
+	c.log.Info("initialized", "seal", c.seal.Type(), "shares", shares, "threshold", threshold)
+	return res, nil
+}
+
+// Unseal presents one unseal key and returns the new status.
+func (c *Core) Unseal(ctx context.Context, key string) (SealStatus, error) {
+	c.stateMu.Lock()
+	done, err := c.seal.Unseal(ctx, key)
+	if err == nil && done {
+		err = c.afterUnsealLocked(ctx)
+	}
+	c.stateMu.Unlock()
+	if err != nil {
+		st, _ := c.Status(ctx)
+		return st, err
+	}
+	return c.Status(ctx)
+}
+
+// ResetUnseal discards unseal keys presented so far.
+func (c *Core) ResetUnseal() { c.seal.ResetProgress() }
+
+// AutoUnseal unseals from the key file when one is configured.
+func (c *Core) AutoUnseal(ctx context.Context) error {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	if err := c.seal.AutoUnseal(ctx); err != nil {
+		return err
+	}
+	if c.barrier.Sealed() {
+		return nil
+	}
+	return c.afterUnsealLocked(ctx)
+}
+
+func (c *Core) afterUnsealLocked(ctx context.Context) error {
+	if err := c.Tokens.Load(ctx); err != nil {
+		c.sealLocked()
+		return err
+	}
+	c.log.Info("unsealed")
+	return nil
+}
+
+// Seal seals the server: every key leaves memory.
+func (c *Core) Seal() {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	c.sealLocked()
+	c.log.Info("sealed")
+}
+
+func (c *Core) sealLocked() {
+	c.Tokens.Reset()
+	c.seal.Seal()
+}
+
+// Sealed reports whether the barrier is sealed.
+func (c *Core) Sealed() bool { return c.barrier.Sealed() }
+
+// Authenticate resolves a token to its principal.
+func (c *Core) Authenticate(ctx context.Context, tok string) (*auth.Principal, error) {
+	if c.barrier.Sealed() {
+		return nil, ErrSealed
+	}
+	e, err := c.Tokens.Lookup(ctx, tok)
+	if err != nil {
+		return nil, err
+	}
+	return e.Principal(), nil
+}
+
+// RotateKey adds a keyring term; RewrapKeys moves old records onto it.
+func (c *Core) RotateKey(ctx context.Context) (uint32, error) {
+	return c.barrier.Rotate(ctx)
+}
+
+// RewrapKeys re-encrypts records on older keyring terms.
+func (c *Core) RewrapKeys(ctx context.Context) (int, error) {
+	return c.barrier.Rewrap(ctx)
+}
+
+// KeyStatus describes the keyring.
+func (c *Core) KeyStatus() (barrier.KeyStatus, error) { return c.barrier.Status() }
+
+// HealthCheck reports whether storage answers.
+func (c *Core) HealthCheck(ctx context.Context) error {
+	_, err := c.backend.Get(ctx, seal.ConfigPath)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("storage: %w", err)
+	}
+	return nil
+}

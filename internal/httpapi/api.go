@@ -1,0 +1,205 @@
+// Package httpapi is Coffer's native REST API under /v1. Every route is
+// declared in one table and served through one pipeline: request id, seal
+// check, authentication, authorization, then the handler; one function maps
+// domain errors to statuses and the {"error": {...}} body.
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/coffer-dev/coffer/internal/auth"
+	"github.com/coffer-dev/coffer/internal/core"
+)
+
+// MaxBodySize caps every request body.
+const MaxBodySize = 1 << 20
+
+// Authorizer decides whether a principal may perform an operation on a
+// resource. The default allows root tokens only; the policy engine plugs in here.
+type Authorizer interface {
+	Authorize(ctx context.Context, p *auth.Principal, op Op, resource string) error
+}
+
+// Op names an operation and the capability it needs.
+type Op struct {
+	Name       string // stable name, e.g. "secret.read"; used in logs and audit
+	Capability string // read, list, create, update, delete, destroy, admin
+}
+
+// access says who may call a route.
+type access int
+
+const (
+	authenticated access = iota // token required, barrier unsealed
+	public                      // no token; works sealed (health, seal status, init, unseal)
+)
+
+type route struct {
+	method, pattern string
+	op              Op
+	access          access
+	handle          func(*request) (any, error)
+}
+
+type request struct {
+	*http.Request
+	ctx       context.Context
+	id        string
+	principal *auth.Principal // nil on public routes
+	w         http.ResponseWriter
+	status    int // set by handlers that do not answer 200
+}
+
+// Config configures the API.
+type Config struct {
+	Core       *core.Core
+	Authorizer Authorizer // nil: root only
+	Logger     *slog.Logger
+	// OnKeyRotated is called after a keyring rotation so the server can
+	// start re-encrypting old records.
+	OnKeyRotated func()
+}
+
+// API serves /v1.
+type API struct {
+	core   *core.Core
+	cfg    Config
+	authz  Authorizer
+	log    *slog.Logger
+	mux    *http.ServeMux
+	routes []route
+}
+
+// New builds the API and registers every route.
+func New(cfg Config) *API {
+	a := &API{core: cfg.Core, cfg: cfg, authz: cfg.Authorizer, log: cfg.Logger, mux: http.NewServeMux()}
+	if a.authz == nil {
+		a.authz = rootOnly{}
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	a.routes = a.table()
+	for _, rt := range a.routes {
+		a.mux.Handle(rt.method+" "+rt.pattern, a.wrap(rt))
+	}
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, errNoRoute, "")
+	})
+	return a
+}
+
+// ServeHTTP implements http.Handler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// Routes lists the registered routes as "METHOD pattern" with their access,
+// for tests that walk every route.
+func (a *API) Routes() []RouteInfo {
+	out := make([]RouteInfo, len(a.routes))
+	for i, rt := range a.routes {
+		out[i] = RouteInfo{Method: rt.method, Pattern: rt.pattern, Public: rt.access == public, Op: rt.op.Name}
+	}
+	return out
+}
+
+// RouteInfo describes a registered route.
+type RouteInfo struct {
+	Method, Pattern, Op string
+	Public              bool
+}
+
+type rootOnly struct{}
+
+func (rootOnly) Authorize(_ context.Context, p *auth.Principal, _ Op, _ string) error {
+	if p.Root() {
+		return nil
+	}
+	return auth.ErrForbidden
+}
+
+// wrap is the request pipeline every route goes through.
+func (a *API) wrap(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := newRequestID()
+		w.Header().Set("X-Request-Id", id)
+		w.Header().Set("Cache-Control", "no-store")
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodySize)
+		req := &request{Request: r, ctx: r.Context(), id: id, w: w}
+		status, err := a.serve(rt, req)
+		if err != nil {
+			status = writeError(w, err, id)
+			if status >= 500 {
+				a.log.Error("request failed", "request_id", id, "op", rt.op.Name, "error", err)
+			}
+		}
+		a.log.Debug("request", "request_id", id, "op", rt.op.Name, "status", status,
+			"duration", time.Since(start))
+	})
+}
+
+func (a *API) serve(rt route, req *request) (int, error) {
+	if rt.access == authenticated {
+		if a.core.Sealed() {
+			return 0, core.ErrSealed
+		}
+		tok := requestToken(req.Request)
+		if tok == "" {
+			return 0, auth.ErrUnauthenticated
+		}
+		p, err := a.core.Authenticate(req.ctx, tok)
+		if err != nil {
+			return 0, err
+		}
+		req.principal = p
+		if err := a.authz.Authorize(req.ctx, p, rt.op, req.PathValue("name")); err != nil {
+			return 0, err
+		}
+	}
+	body, err := rt.handle(req)
+	if err != nil {
+		return 0, err
+	}
+	status := req.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	if body == nil {
+		req.w.WriteHeader(http.StatusNoContent)
+		return http.StatusNoContent, nil
+	}
+	writeJSON(req.w, status, body)
+	return status, nil
+}
+
+// requestToken takes the token from X-Coffer-Token or a Bearer Authorization header.
+func requestToken(r *http.Request) string {
+	if t := r.Header.Get("X-Coffer-Token"); t != "" {
+		return t
+	}
+	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func newRequestID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}

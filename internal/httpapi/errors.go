@@ -1,0 +1,147 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/coffer-dev/coffer/internal/auth"
+	"github.com/coffer-dev/coffer/internal/barrier"
+	"github.com/coffer-dev/coffer/internal/seal"
+	"github.com/coffer-dev/coffer/internal/secret"
+)
+
+// apiError is an error the API reports as is.
+type apiError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) error {
+	return &apiError{http.StatusBadRequest, "invalid_request", fmt.Sprintf(format, args...)}
+}
+
+var errNoRoute = &apiError{http.StatusNotFound, "no_route", "no such endpoint; see docs/api.md"}
+
+// errorBody is the wire shape of every error.
+type errorBody struct {
+	Error struct {
+		Code      string `json:"code"`
+		Message   string `json:"message"`
+		RequestID string `json:"request_id,omitempty"`
+	} `json:"error"`
+}
+
+// mapError turns a domain error into a status, a stable code and a public
+// message. Unknown errors become a generic 500; the caller logs the detail.
+func mapError(err error) (int, string, string) {
+	var ae *apiError
+	var ve *secret.ValidationError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &ae):
+		return ae.status, ae.code, ae.msg
+	case errors.As(err, &ve):
+		return http.StatusBadRequest, "invalid_request", ve.Error()
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)
+	case errors.Is(err, auth.ErrUnauthenticated):
+		return http.StatusUnauthorized, "unauthenticated", "missing, invalid, expired or revoked token; set COFFER_TOKEN or run coffer login"
+	case errors.Is(err, auth.ErrForbidden):
+		return http.StatusForbidden, "forbidden", "permission denied"
+	case errors.Is(err, barrier.ErrSealed):
+		return http.StatusServiceUnavailable, "sealed", "server is sealed; unseal it with coffer operator unseal"
+	case errors.Is(err, seal.ErrNotInitialized), errors.Is(err, barrier.ErrNotInitialized):
+		return http.StatusServiceUnavailable, "not_initialized", "server is not initialized; run coffer operator init"
+	case errors.Is(err, seal.ErrAlreadyInitialized), errors.Is(err, barrier.ErrAlreadyInitialized):
+		return http.StatusConflict, "already_initialized", "server is already initialized"
+	case errors.Is(err, seal.ErrBadKey), errors.Is(err, seal.ErrInvalidKeys), errors.Is(err, seal.ErrWrongSeal):
+		return http.StatusBadRequest, "invalid_unseal_key", err.Error()
+	case errors.Is(err, secret.ErrNotFound):
+		return http.StatusNotFound, "not_found", "secret not found"
+	case errors.Is(err, secret.ErrVersionNotFound):
+		return http.StatusNotFound, "version_not_found", err.Error()
+	case errors.Is(err, secret.ErrDestroyed):
+		return http.StatusGone, "destroyed", "that version's value was destroyed"
+	case errors.Is(err, secret.ErrDeleted):
+		return http.StatusConflict, "deleted", err.Error()
+	case errors.Is(err, secret.ErrNotDeleted):
+		return http.StatusConflict, "not_deleted", err.Error()
+	case errors.Is(err, secret.ErrExpired):
+		return http.StatusConflict, "expired", err.Error()
+	case errors.Is(err, secret.ErrCASMismatch):
+		return http.StatusPreconditionFailed, "cas_mismatch", err.Error()
+	case errors.Is(err, secret.ErrIdempotencyConflict):
+		return http.StatusConflict, "idempotency_conflict", err.Error()
+	case errors.Is(err, secret.ErrStageConflict):
+		return http.StatusConflict, "stage_conflict", err.Error()
+	}
+	return http.StatusInternalServerError, "internal", "internal error; the server log has details under this request id"
+}
+
+// writeError writes err and returns the status it chose.
+func writeError(w http.ResponseWriter, err error, requestID string) int {
+	status, code, msg := mapError(err)
+	var body errorBody
+	body.Error.Code, body.Error.Message, body.Error.RequestID = code, msg, requestID
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "5")
+	}
+	writeJSON(w, status, body)
+	return status
+}
+
+// decode reads a JSON body strictly: unknown fields, trailing data and
+// oversized bodies are errors that name the problem.
+func decode(r *request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", "send Content-Type: application/json"}
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &mbe):
+			return err
+		case errors.Is(err, io.EOF):
+			return badRequest("request body is empty; expected a JSON object")
+		case errors.As(err, &se):
+			return badRequest("request body is not valid JSON (at byte %d)", se.Offset)
+		case errors.As(err, &te):
+			return badRequest("field %q must be %s", te.Field, jsonKind(te.Type.Kind().String()))
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return badRequest("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+		default:
+			return badRequest("request body is not valid JSON")
+		}
+	}
+	if dec.More() {
+		return badRequest("request body has data after the JSON object")
+	}
+	return nil
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "int", "int64", "uint32":
+		return "a number"
+	case "string":
+		return "a string"
+	case "slice":
+		return "an array"
+	case "map", "struct":
+		return "an object"
+	case "bool":
+		return "true or false"
+	}
+	return "of another type"
+}

@@ -1,0 +1,169 @@
+// Package server wires a configuration into a running Coffer: storage,
+// core, the HTTP API, listeners and background jobs, with graceful shutdown.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coffer-dev/coffer/internal/core"
+	"github.com/coffer-dev/coffer/internal/httpapi"
+	"github.com/coffer-dev/coffer/internal/storage"
+)
+
+// Options configure a Server.
+type Options struct {
+	Backend storage.Backend
+	KeyFile string // key-file seal when not empty
+	Address string
+	TLS     *tls.Config // nil: plain HTTP (loopback only; the config enforces it)
+	Logger  *slog.Logger
+	// JobInterval is how often background jobs run; 0 means one minute.
+	JobInterval time.Duration
+}
+
+// Server is a running Coffer server.
+type Server struct {
+	Core *core.Core
+	API  *httpapi.API
+
+	opts    Options
+	log     *slog.Logger
+	ln      net.Listener
+	http    *http.Server
+	stop    chan struct{}
+	wg      sync.WaitGroup // background jobs and the HTTP server
+	rewrapC chan struct{}  // kicks the rewrap job after a key rotation
+}
+
+// New builds a server and binds its listener; Serve starts it.
+func New(opts Options) (*Server, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.JobInterval == 0 {
+		opts.JobInterval = time.Minute
+	}
+	c := core.New(core.Config{Backend: opts.Backend, KeyFile: opts.KeyFile, Logger: log})
+	s := &Server{Core: c, opts: opts, log: log, stop: make(chan struct{}), rewrapC: make(chan struct{}, 1)}
+	s.API = httpapi.New(httpapi.Config{Core: c, Logger: log, OnKeyRotated: s.kickRewrap})
+	ln, err := net.Listen("tcp", opts.Address)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", opts.Address, err)
+	}
+	if opts.TLS != nil {
+		ln = tls.NewListener(ln, opts.TLS)
+	}
+	s.ln = ln
+	s.http = &http.Server{
+		Handler:           s.API,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return s, nil
+}
+
+// Addr returns the bound address.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// URL returns the base URL clients use.
+func (s *Server) URL() string {
+	scheme := "http"
+	if s.opts.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + s.Addr()
+}
+
+// Start unseals from the key file if configured and starts serving and the
+// background jobs. It returns once the listener accepts connections.
+func (s *Server) Start(ctx context.Context) error {
+	if err := s.Core.AutoUnseal(ctx); err != nil {
+		return fmt.Errorf("unseal from key file: %w", err)
+	}
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http server stopped", "error", err)
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.jobs()
+	}()
+	return nil
+}
+
+// Shutdown stops accepting requests, lets those in flight finish until ctx
+// ends, stops background jobs and closes storage last.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.Shutdown(ctx)
+	close(s.stop)
+	s.wg.Wait()
+	if cerr := s.opts.Backend.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (s *Server) kickRewrap() {
+	select {
+	case s.rewrapC <- struct{}{}:
+	default:
+	}
+}
+
+// jobs runs the background work: purging secrets past their recovery
+// window and re-encrypting records after a key rotation.
+func (s *Server) jobs() {
+	t := time.NewTicker(s.opts.JobInterval)
+	defer t.Stop()
+	rewrap := false // a rotation happened and its rewrap has not finished
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		case <-s.rewrapC:
+			rewrap = true
+		}
+		if s.Core.Sealed() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		go func() {
+			select {
+			case <-s.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		if n, err := s.Core.Secrets.PurgeDue(ctx); err != nil {
+			s.log.Warn("purge of deleted secrets failed", "error", err)
+		} else if n > 0 {
+			s.log.Info("purged deleted secrets", "count", n)
+		}
+		if rewrap {
+			if n, err := s.Core.RewrapKeys(ctx); err != nil {
+				s.log.Warn("rewrap failed; retrying at the next job tick", "error", err)
+			} else {
+				rewrap = false
+				s.log.Info("rewrap finished", "records", n)
+			}
+		}
+		cancel()
+	}
+}
