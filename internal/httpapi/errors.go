@@ -76,7 +76,7 @@ func mapError(err error) (int, string, string) {
 	case errors.Is(err, secret.ErrExpired):
 		return http.StatusConflict, "expired", err.Error()
 	case errors.Is(err, secret.ErrCASMismatch):
-		return http.StatusPreconditionFailed, "cas_mismatch", err.Error()
+		return http.StatusPreconditionFailed, "cas_mismatch", casMessage(err)
 	case errors.Is(err, secret.ErrIdempotencyConflict):
 		return http.StatusConflict, "idempotency_conflict", err.Error()
 	case errors.Is(err, secret.ErrStageConflict):
@@ -144,4 +144,13 @@ func jsonKind(k string) string {
 		return "true or false"
 	}
 	return "of another type"
+}
+
+// casMessage keeps the version numbers of a CAS failure; they are not secret.
+func casMessage(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, secret.ErrCASMismatch.Error()); i >= 0 {
+		return msg[i:]
+	}
+	return secret.ErrCASMismatch.Error()
 }

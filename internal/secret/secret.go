@@ -332,7 +332,7 @@ func (s *Service) Put(ctx context.Context, in PutInput) (*PutResult, error) {
 			}
 		}
 		if in.CAS != nil && *in.CAS != m.LatestVersion {
-			return ErrCASMismatch
+			return fmt.Errorf("%w (latest is %d, cas was %d)", ErrCASMismatch, m.LatestVersion, *in.CAS)
 		}
 		n := m.LatestVersion + 1
 		m.LatestVersion = n

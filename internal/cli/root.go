@@ -1,0 +1,136 @@
+// Package cli implements the coffer command: the server, the operator
+// commands and the secret commands, all on the public client package.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/coffer-dev/coffer/client"
+)
+
+// Version is set at build time with -ldflags "-X .../internal/cli.Version=...".
+var Version = "dev"
+
+// exitError carries an exit status without printing anything more.
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// env is what commands read from outside: streams and the environment.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+
+	// flags shared by client commands
+	address string
+	caCert  string
+	json    bool
+}
+
+// Main runs the coffer command with args and returns the process exit code.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: os.Getenv}
+	root := e.rootCommand()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	fmt.Fprintf(stderr, "Error: %s\n", describeError(err))
+	return 1
+}
+
+func (e *env) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "coffer",
+		Short:         "Coffer stores, versions, rotates and delivers secrets",
+		Long:          "Coffer is a self-hosted secrets manager: one binary for the server, the CLI and the agent.\n\nStart a dev server with `coffer server --dev`, then paste the export lines it prints.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       Version,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&e.address, "address", "", "server address (default $COFFER_ADDR or "+client.DefaultAddress+")")
+	pf.StringVar(&e.caCert, "ca-cert", "", "PEM file of the CA that signed the server's certificate (default $COFFER_CACERT)")
+	pf.BoolVar(&e.json, "json", false, "print machine-readable JSON")
+	root.AddCommand(e.serverCommand(), e.operatorCommand(), e.statusCommand(), e.loginCommand(), e.secretCommand())
+	return root
+}
+
+// describeError turns an error into a message that says what to do.
+func describeError(err error) string {
+	var ce *client.Error
+	if errors.As(err, &ce) {
+		msg := ce.Message
+		switch ce.Code {
+		case "unauthenticated":
+			msg = "not authenticated: the token is missing, invalid, expired or revoked; set COFFER_TOKEN or run `coffer login`"
+		case "sealed":
+			msg = "the server is sealed: run `coffer operator unseal` with enough unseal keys"
+		case "not_initialized":
+			msg = "the server is not initialized: run `coffer operator init`"
+		}
+		if ce.RequestID != "" && ce.StatusCode >= 500 {
+			msg += " [request id " + ce.RequestID + "]"
+		}
+		return msg
+	}
+	if strings.Contains(err.Error(), "connection refused") {
+		return err.Error() + "\nIs the server running? Check COFFER_ADDR or --address."
+	}
+	return err.Error()
+}
+
+// client builds an API client from flags, environment and the login file.
+func (e *env) client() (*client.Client, error) {
+	addr := e.address
+	if addr == "" {
+		addr = e.getenv("COFFER_ADDR")
+	}
+	ca := e.caCert
+	if ca == "" {
+		ca = e.getenv("COFFER_CACERT")
+	}
+	tok := e.getenv("COFFER_TOKEN")
+	if tok == "" {
+		if b, err := os.ReadFile(tokenFile()); err == nil {
+			tok = strings.TrimSpace(string(b))
+		}
+	}
+	return client.New(client.Config{Address: addr, Token: tok, CACertFile: ca})
+}
+
+// tokenFile is where `coffer login` keeps the token.
+func tokenFile() string {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		dir = filepath.Join(os.TempDir(), "coffer-"+fmt.Sprint(os.Getuid()))
+	}
+	return filepath.Join(dir, "coffer", "token")
+}
+
+func (e *env) printJSON(v any) error {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+func (e *env) printf(format string, args ...any) { fmt.Fprintf(e.stdout, format, args...) }
