@@ -96,8 +96,17 @@ func New(cfg Config) *API {
 	return a
 }
 
-// ServeHTTP implements http.Handler.
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+// ServeHTTP implements http.Handler. Paths with empty, "." or ".."
+// segments are refused rather than cleaned and redirected, so that what a
+// policy sees is exactly what the caller sent.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := r.URL.Path; strings.Contains(p, "//") || strings.Contains(p, "/./") || strings.Contains(p, "/../") ||
+		strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..") {
+		writeError(w, badRequest("name: path must not contain empty, . or .. segments"), "")
+		return
+	}
+	a.mux.ServeHTTP(w, r)
+}
 
 // Routes lists the registered routes as "METHOD pattern" with their access,
 // for tests that walk every route.
