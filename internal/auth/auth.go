@@ -2,7 +2,10 @@
 // Principal, the caller on whose behalf a request runs.
 package auth
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // ErrUnauthenticated means the request carried no credential, or one that is
 // unknown, expired or revoked. It never says which.
@@ -29,4 +32,45 @@ func (p *Principal) Root() bool {
 		}
 	}
 	return false
+}
+
+// TokenSettings are the token parameters an auth method role or user
+// grants. JSON names match the API.
+type TokenSettings struct {
+	Policies []string      `json:"token_policies,omitempty"`
+	TTL      time.Duration `json:"token_ttl,omitempty"`     // 0: the server default (1h)
+	MaxTTL   time.Duration `json:"token_max_ttl,omitempty"` // 0: the server default (24h)
+	Period   time.Duration `json:"token_period,omitempty"`  // >0: a periodic token, renewable forever by period
+	NumUses  int           `json:"token_num_uses,omitempty"`
+}
+
+// Validate checks the settings' bounds.
+func (s TokenSettings) Validate() error {
+	switch {
+	case s.TTL < 0 || s.MaxTTL < 0 || s.Period < 0:
+		return errors.New("token_ttl, token_max_ttl and token_period must not be negative")
+	case s.MaxTTL > 0 && s.TTL > s.MaxTTL:
+		return errors.New("token_ttl must not exceed token_max_ttl")
+	case s.NumUses < 0:
+		return errors.New("token_num_uses must not be negative")
+	case len(s.Policies) > 64:
+		return errors.New("at most 64 token_policies")
+	}
+	for _, p := range s.Policies {
+		if p == "root" {
+			return errors.New("an auth method cannot grant the root policy")
+		}
+	}
+	return nil
+}
+
+// Login is what an auth method returns for a successful login; the token
+// service turns it into a token.
+type Login struct {
+	Method     string            // "approle", "jwt", "userpass", "cert"
+	Name       string            // display name of the identity, e.g. "approle/payments"
+	IdentityID string            // stable identity id, e.g. "approle:payments"
+	Meta       map[string]string // copied into the token (e.g. JWT claims)
+	MFA        bool              // the login passed a second factor
+	Token      TokenSettings
 }
