@@ -22,6 +22,14 @@ type Principal struct {
 	Accessor string
 	Policies []string
 	Meta     map[string]string
+	// IdentityID is stable across logins, e.g. "approle:payments".
+	IdentityID string
+	// Method is the auth method that issued the token.
+	Method string
+	// MFA is true when the login passed a second factor.
+	MFA bool
+	// BreakGlass marks an emergency token.
+	BreakGlass bool
 }
 
 // Root reports whether the principal holds the root policy.
@@ -74,3 +82,11 @@ type Login struct {
 	MFA        bool              // the login passed a second factor
 	Token      TokenSettings
 }
+
+// InputError reports a bad request field.
+type InputError struct {
+	Field string
+	Msg   string
+}
+
+func (e *InputError) Error() string { return e.Field + ": " + e.Msg }

@@ -104,7 +104,7 @@ func (c *Core) Init(ctx context.Context, shares, threshold int) (*InitResult, er
 	if err := c.Tokens.Load(ctx); err != nil {
 		return nil, err
 	}
-	tok, _, err := c.Tokens.Create(ctx, token.CreateInput{DisplayName: "root", Policies: []string{"root"}})
+	tok, _, err := c.Tokens.Create(ctx, token.CreateInput{DisplayName: "root", Method: "root", Policies: []string{"root"}, NoExpiry: true})
 	if err != nil {
 		return nil, fmt.Errorf("create root token: %w", err)
 	}
@@ -178,7 +178,7 @@ func (c *Core) Authenticate(ctx context.Context, tok string) (*auth.Principal, e
 	if c.barrier.Sealed() {
 		return nil, ErrSealed
 	}
-	e, err := c.Tokens.Lookup(ctx, tok)
+	e, err := c.Tokens.Use(ctx, tok)
 	if err != nil {
 		return nil, err
 	}

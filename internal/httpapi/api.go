@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -22,16 +23,33 @@ import (
 const MaxBodySize = 1 << 20
 
 // Authorizer decides whether a principal may perform an operation on a
-// resource. The default allows root tokens only; the policy engine plugs in here.
+// path. It returns nil or an error wrapping auth.ErrForbidden.
 type Authorizer interface {
-	Authorize(ctx context.Context, p *auth.Principal, op Op, resource string) error
+	Authorize(ctx context.Context, p *auth.Principal, c Check) error
+}
+
+// Check is one authorization question.
+type Check struct {
+	Op         string // operation name, for audit and explanations
+	Path       string // policy path: a secret name, or sys/..., auth/...
+	Capability string
+	Source     netip.Addr
 }
 
 // Op names an operation and the capability it needs.
 type Op struct {
-	Name       string // stable name, e.g. "secret.read"; used in logs and audit
-	Capability string // read, list, create, update, delete, destroy, admin
+	Name string // stable name, e.g. "secret.read"; used in logs and audit
+	// Capability is read, list, create, update, delete, destroy, rotate or
+	// admin on the route's policy path; capSelf for operations any valid
+	// token may do on itself; capCustom when the handler authorizes (for
+	// example put, which needs create or update depending on existence).
+	Capability string
 }
+
+const (
+	capSelf   = "self"
+	capCustom = "custom"
+)
 
 // access says who may call a route.
 type access int
@@ -46,6 +64,7 @@ type route struct {
 	op              Op
 	access          access
 	handle          func(*request) (any, error)
+	path            func(*request) string // policy path; nil: the {name} wildcard
 }
 
 type request struct {
@@ -126,7 +145,7 @@ type RouteInfo struct {
 
 type rootOnly struct{}
 
-func (rootOnly) Authorize(_ context.Context, p *auth.Principal, _ Op, _ string) error {
+func (rootOnly) Authorize(_ context.Context, p *auth.Principal, _ Check) error {
 	if p.Root() {
 		return nil
 	}
@@ -168,8 +187,10 @@ func (a *API) serve(rt route, req *request) (int, error) {
 			return 0, err
 		}
 		req.principal = p
-		if err := a.authz.Authorize(req.ctx, p, rt.op, req.PathValue("name")); err != nil {
-			return 0, err
+		if rt.op.Capability != capSelf && rt.op.Capability != capCustom {
+			if err := a.authorize(req, rt.op.Name, rt.policyPath(req), rt.op.Capability); err != nil {
+				return 0, err
+			}
 		}
 	}
 	body, err := rt.handle(req)
@@ -186,6 +207,32 @@ func (a *API) serve(rt route, req *request) (int, error) {
 	}
 	writeJSON(req.w, status, body)
 	return status, nil
+}
+
+func (rt route) policyPath(r *request) string {
+	if rt.path != nil {
+		return rt.path(r)
+	}
+	return r.PathValue("name")
+}
+
+// authorize asks the authorizer about one path and capability.
+func (a *API) authorize(r *request, op, path, capability string) error {
+	return a.authz.Authorize(r.ctx, r.principal, Check{Op: op, Path: path, Capability: capability, Source: sourceAddr(r.Request)})
+}
+
+// sourceAddr is the client's address as the listener saw it.
+func sourceAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// fixed returns a path function for routes whose policy path does not vary.
+func fixed(path string) func(*request) string {
+	return func(*request) string { return path }
 }
 
 // requestToken takes the token from X-Coffer-Token or a Bearer Authorization header.

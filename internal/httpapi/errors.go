@@ -44,17 +44,20 @@ func mapError(err error) (int, string, string) {
 	var ae *apiError
 	var ve *secret.ValidationError
 	var mbe *http.MaxBytesError
+	var ie *auth.InputError
 	switch {
 	case errors.As(err, &ae):
 		return ae.status, ae.code, ae.msg
 	case errors.As(err, &ve):
 		return http.StatusBadRequest, "invalid_request", ve.Error()
+	case errors.As(err, &ie):
+		return http.StatusBadRequest, "invalid_request", ie.Error()
 	case errors.As(err, &mbe):
 		return http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)
 	case errors.Is(err, auth.ErrUnauthenticated):
 		return http.StatusUnauthorized, "unauthenticated", "missing, invalid, expired or revoked token; set COFFER_TOKEN or run coffer login"
 	case errors.Is(err, auth.ErrForbidden):
-		return http.StatusForbidden, "forbidden", "permission denied"
+		return http.StatusForbidden, "forbidden", forbiddenMessage(err)
 	case errors.Is(err, barrier.ErrSealed):
 		return http.StatusServiceUnavailable, "sealed", "server is sealed; unseal it with coffer operator unseal"
 	case errors.Is(err, seal.ErrNotInitialized), errors.Is(err, barrier.ErrNotInitialized):
@@ -153,4 +156,13 @@ func casMessage(err error) string {
 		return msg[i:]
 	}
 	return secret.ErrCASMismatch.Error()
+}
+
+// forbiddenMessage keeps the reason a denial gives (policy and rule names,
+// never values), so "access denied" can be debugged without guessing.
+func forbiddenMessage(err error) string {
+	if msg := err.Error(); msg != auth.ErrForbidden.Error() {
+		return msg
+	}
+	return "permission denied"
 }

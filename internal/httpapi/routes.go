@@ -4,35 +4,42 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
+	"github.com/coffer-dev/coffer/internal/auth"
 	"github.com/coffer-dev/coffer/internal/secret"
 )
 
 // table is every route of the native API.
 func (a *API) table() []route {
-	return []route{
-		{"GET", "/v1/sys/health", Op{"sys.health", ""}, public, a.health},
-		{"GET", "/v1/sys/seal-status", Op{"sys.seal-status", ""}, public, a.sealStatus},
-		{"POST", "/v1/sys/init", Op{"sys.init", ""}, public, a.initialize},
-		{"POST", "/v1/sys/unseal", Op{"sys.unseal", ""}, public, a.unseal},
-		{"POST", "/v1/sys/seal", Op{"sys.seal", "admin"}, authenticated, a.seal},
-		{"POST", "/v1/sys/rotate-key", Op{"sys.rotate-key", "admin"}, authenticated, a.rotateKey},
-		{"GET", "/v1/sys/key-status", Op{"sys.key-status", "admin"}, authenticated, a.keyStatus},
-		{"GET", "/v1/auth/token/self", Op{"token.lookup-self", ""}, authenticated, a.tokenSelf},
+	return slices.Concat(a.coreRoutes(), a.tokenRoutes())
+}
 
-		{"GET", "/v1/secrets", Op{"secret.list", "list"}, authenticated, a.listSecrets},
-		{"GET", "/v1/secrets/{name...}", Op{"secret.read", "read"}, authenticated, a.getSecret},
-		{"PUT", "/v1/secrets/{name...}", Op{"secret.write", "update"}, authenticated, a.putSecret},
-		{"DELETE", "/v1/secrets/{name...}", Op{"secret.delete", "delete"}, authenticated, a.deleteSecret},
-		{"GET", "/v1/metadata/{name...}", Op{"secret.describe", "read"}, authenticated, a.describeSecret},
-		{"PATCH", "/v1/metadata/{name...}", Op{"secret.update-metadata", "update"}, authenticated, a.updateMetadata},
-		{"POST", "/v1/restore/{name...}", Op{"secret.restore", "delete"}, authenticated, a.restoreSecret},
-		{"POST", "/v1/destroy/{name...}", Op{"secret.destroy", "destroy"}, authenticated, a.destroyVersions},
-		{"POST", "/v1/stages/{name...}", Op{"secret.move-stage", "update"}, authenticated, a.moveStage},
-		{"DELETE", "/v1/stages/{name...}", Op{"secret.remove-stage", "update"}, authenticated, a.removeStage},
+func (a *API) coreRoutes() []route {
+	return []route{
+		{"GET", "/v1/sys/health", Op{"sys.health", ""}, public, a.health, nil},
+		{"GET", "/v1/sys/seal-status", Op{"sys.seal-status", ""}, public, a.sealStatus, nil},
+		{"POST", "/v1/sys/init", Op{"sys.init", ""}, public, a.initialize, nil},
+		{"POST", "/v1/sys/unseal", Op{"sys.unseal", ""}, public, a.unseal, nil},
+		{"POST", "/v1/sys/seal", Op{"sys.seal", "admin"}, authenticated, a.seal, fixed("sys/seal")},
+		{"POST", "/v1/sys/rotate-key", Op{"sys.rotate-key", "admin"}, authenticated, a.rotateKey, fixed("sys/rotate-key")},
+		{"GET", "/v1/sys/key-status", Op{"sys.key-status", "read"}, authenticated, a.keyStatus, fixed("sys/key-status")},
+
+		{"GET", "/v1/secrets", Op{"secret.list", capCustom}, authenticated, a.listSecrets, nil},
+		{"GET", "/v1/secrets/{name...}", Op{"secret.read", "read"}, authenticated, a.getSecret, nil},
+		{"PUT", "/v1/secrets/{name...}", Op{"secret.write", capCustom}, authenticated, a.putSecret, nil},
+		{"DELETE", "/v1/secrets/{name...}", Op{"secret.delete", "delete"}, authenticated, a.deleteSecret, nil},
+		{"GET", "/v1/metadata/{name...}", Op{"secret.describe", "read"}, authenticated, a.describeSecret, nil},
+		{"PATCH", "/v1/metadata/{name...}", Op{"secret.update-metadata", "update"}, authenticated, a.updateMetadata, nil},
+		{"POST", "/v1/restore/{name...}", Op{"secret.restore", "delete"}, authenticated, a.restoreSecret, nil},
+		{"POST", "/v1/destroy/{name...}", Op{"secret.destroy", "destroy"}, authenticated, a.destroyVersions, nil},
+		{"POST", "/v1/stages/{name...}", Op{"secret.move-stage", "update"}, authenticated, a.moveStage, nil},
+		{"DELETE", "/v1/stages/{name...}", Op{"secret.remove-stage", "update"}, authenticated, a.removeStage, nil},
 	}
 }
 
@@ -106,11 +113,6 @@ func (a *API) rotateKey(r *request) (any, error) {
 
 func (a *API) keyStatus(r *request) (any, error) { return a.core.KeyStatus() }
 
-func (a *API) tokenSelf(r *request) (any, error) {
-	p := r.principal
-	return map[string]any{"name": p.Name, "accessor": p.Accessor, "policies": p.Policies, "meta": p.Meta}, nil
-}
-
 // secretValue is the wire form of a version's value: text as a string, JSON
 // as itself, bytes as base64.
 type secretValue struct {
@@ -170,6 +172,19 @@ func (a *API) putSecret(r *request) (any, error) {
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
+	// update allows any write; create alone allows only creating the secret.
+	name, createOnly := r.PathValue("name"), false
+	if err := a.authorize(r, "secret.write", name, "update"); err != nil {
+		if a.authorize(r, "secret.create", name, "create") != nil {
+			return nil, err
+		}
+		if in.CAS != nil && *in.CAS != 0 {
+			return nil, err
+		}
+		zero := 0
+		in.CAS = &zero
+		createOnly = true
+	}
 	data, typ, err := in.value()
 	if err != nil {
 		return nil, err
@@ -179,6 +194,9 @@ func (a *API) putSecret(r *request) (any, error) {
 		IdempotencyToken: in.IdempotencyToken, Stages: in.Stages, Actor: r.principal.Name,
 		Description: in.Description, Tags: in.Tags, MaxVersions: in.MaxVersions, ExpiresAt: in.ExpiresAt,
 	})
+	if createOnly && errors.Is(err, secret.ErrCASMismatch) {
+		return nil, fmt.Errorf("%w: the secret exists and the token may only create", auth.ErrForbidden)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -324,5 +342,17 @@ func (a *API) listSecrets(r *request) (any, error) {
 		}
 		in.IncludeDeleted = b
 	}
-	return a.core.Secrets.List(r.ctx, in)
+	page, err := a.core.Secrets.List(r.ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	// Names the caller may not list never leave the server.
+	visible := page.Items[:0]
+	for _, it := range page.Items {
+		if a.authorize(r, "secret.list", it.Name, "list") == nil {
+			visible = append(visible, it)
+		}
+	}
+	page.Items = visible
+	return page, nil
 }

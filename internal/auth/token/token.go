@@ -1,8 +1,12 @@
 // Package token issues and checks Coffer tokens. A token is shown to its
 // holder once; storage keeps only an HMAC-SHA256 of it under a key held in
 // the barrier, and an accessor that names the token without granting
-// anything. Lookups are served from memory and a revocation removes the
-// entry from memory before it returns.
+// anything. Tokens form a tree: revoking a token revokes every token created
+// from it, unless those were created as orphans.
+//
+// Lookups are served from memory after the first; a revocation removes the
+// entries from memory before it returns, so a revoked token is refused at
+// once.
 package token
 
 import (
@@ -14,6 +18,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,44 +30,74 @@ import (
 // Storage layout, below the barrier.
 const (
 	hmacKeyPath    = "auth/token/hmac-key"
-	byHashPrefix   = "auth/token/h/"
-	byAccessPrefix = "auth/token/a/"
+	byHashPrefix   = "auth/token/h/"        // + hash -> Entry
+	byAccessPrefix = "auth/token/a/"        // + accessor -> hash
+	childPrefix    = "auth/token/c/"        // + parent accessor + "/" + child accessor -> ""
+	expiryPrefix   = "auth/token/x/"        // + unix seconds (20 digits) + "/" + accessor -> ""
+	accessorPrefix = "acc_"                 // accessors look like acc_XXXXXXXX
+	maxTreeDepth   = 64                     // bounds recursion when revoking subtrees
 )
 
-// ErrNotFound means no token has that accessor.
-var ErrNotFound = errors.New("token not found")
+// Defaults and bounds for token lifetimes.
+const (
+	DefaultTTL    = time.Hour
+	DefaultMaxTTL = 24 * time.Hour
+	MaxMaxTTL     = 365 * 24 * time.Hour
+)
+
+var (
+	// ErrNotFound means no live token has that accessor.
+	ErrNotFound = errors.New("token not found")
+	// ErrNotRenewable means the token was created non-renewable.
+	ErrNotRenewable = errors.New("token is not renewable")
+	// ErrSealed means the service has no key loaded.
+	ErrSealed = errors.New("token service is not loaded (sealed)")
+)
 
 // Entry is what is stored about a token. It never holds the token.
 type Entry struct {
 	Accessor    string            `json:"accessor"`
 	DisplayName string            `json:"display_name"`
+	IdentityID  string            `json:"identity_id,omitempty"`
+	Method      string            `json:"method"` // root, token, approle, jwt, userpass, cert, break-glass
 	Policies    []string          `json:"policies"`
 	Meta        map[string]string `json:"meta,omitempty"`
+	MFA         bool              `json:"mfa,omitempty"`
 	CreatedAt   time.Time         `json:"created_at"`
-	ExpiresAt   *time.Time        `json:"expires_at,omitempty"`
+	ExpiresAt   *time.Time        `json:"expires_at,omitempty"`     // nil: never (root only)
+	MaxExpires  *time.Time        `json:"max_expires_at,omitempty"` // renewals stop here; nil for periodic
+	Period      time.Duration     `json:"period,omitempty"`
+	TTL         time.Duration     `json:"ttl,omitempty"` // the TTL renewals extend by by default
+	Renewable   bool              `json:"renewable"`
+	NumUses     int               `json:"num_uses,omitempty"` // uses left; 0: unlimited
+	Parent      string            `json:"parent,omitempty"`   // parent accessor; "" for orphans
+	BreakGlass  string            `json:"break_glass_justification,omitempty"`
 
 	hash string // storage id; not serialized
 }
 
 // Principal returns the caller this entry authenticates.
 func (e *Entry) Principal() *auth.Principal {
-	return &auth.Principal{Name: e.DisplayName, Accessor: e.Accessor, Policies: e.Policies, Meta: e.Meta}
+	return &auth.Principal{Name: e.DisplayName, Accessor: e.Accessor, Policies: e.Policies, Meta: e.Meta,
+		IdentityID: e.IdentityID, Method: e.Method, MFA: e.MFA, BreakGlass: e.BreakGlass != ""}
 }
 
 // Store is what the token service needs from the barrier.
 type Store interface {
 	Get(ctx context.Context, key string) ([]byte, error)
+	List(ctx context.Context, prefix, after string, limit int) ([]string, error)
 	Update(ctx context.Context, fn func(storage.Tx) error) error
 }
 
-// Service issues, looks up and revokes tokens. It is safe for concurrent use.
+// Service issues, looks up, renews and revokes tokens. It is safe for
+// concurrent use.
 type Service struct {
 	store Store
 	now   func() time.Time
 
 	mu      sync.RWMutex      // guards the fields below
 	hmacKey []byte            // nil until Load
-	cache   map[string]*Entry // token hash -> entry, filled on lookup
+	cache   map[string]*Entry // token hash -> entry (entries are immutable; replaced on change)
 }
 
 // New returns a Service; call Load after the barrier is unsealed.
@@ -104,12 +140,22 @@ func (s *Service) Reset() {
 	s.mu.Unlock()
 }
 
+// Invalidate drops every cached entry; the next lookups read storage. Other
+// nodes call it when told that tokens changed.
+func (s *Service) Invalidate() {
+	s.mu.Lock()
+	if s.cache != nil {
+		s.cache = make(map[string]*Entry)
+	}
+	s.mu.Unlock()
+}
+
 func (s *Service) hash(tok string) (string, error) {
 	s.mu.RLock()
 	key := s.hmacKey
 	s.mu.RUnlock()
 	if key == nil {
-		return "", errors.New("token service is not loaded (sealed)")
+		return "", ErrSealed
 	}
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(tok))
@@ -119,14 +165,55 @@ func (s *Service) hash(tok string) (string, error) {
 // CreateInput describes a token to issue.
 type CreateInput struct {
 	DisplayName string
+	IdentityID  string
+	Method      string
 	Policies    []string
 	Meta        map[string]string
-	TTL         time.Duration // 0: no expiry
+	MFA         bool
+	// TTL is the initial lifetime; 0 means DefaultTTL. Root tokens pass NoExpiry.
+	TTL time.Duration
+	// MaxTTL caps renewals; 0 means DefaultMaxTTL. Ignored for periodic tokens.
+	MaxTTL time.Duration
+	// Period > 0 makes a periodic token: each renewal sets its life to Period, without a maximum.
+	Period    time.Duration
+	NoExpiry  bool // only for root tokens
+	Renewable bool
+	NumUses   int
+	// Parent is the creating token's entry; nil or Orphan makes an orphan.
+	Parent     *Entry
+	Orphan     bool
+	BreakGlass string // justification, for emergency tokens
+}
+
+func (in *CreateInput) validate() error {
+	switch {
+	case in.TTL < 0 || in.MaxTTL < 0 || in.Period < 0:
+		return &auth.InputError{Field: "ttl", Msg: "durations must not be negative"}
+	case in.MaxTTL > MaxMaxTTL || in.TTL > MaxMaxTTL || in.Period > MaxMaxTTL:
+		return &auth.InputError{Field: "ttl", Msg: "durations must be at most 8760h"}
+	case in.NumUses < 0:
+		return &auth.InputError{Field: "num_uses", Msg: "must not be negative"}
+	case len(in.Policies) > 64:
+		return &auth.InputError{Field: "policies", Msg: "at most 64 policies"}
+	case len(in.Meta) > 64:
+		return &auth.InputError{Field: "meta", Msg: "at most 64 metadata entries"}
+	case len(in.DisplayName) > 256:
+		return &auth.InputError{Field: "display_name", Msg: "at most 256 characters"}
+	}
+	for k, v := range in.Meta {
+		if len(k) > 128 || len(v) > 1024 {
+			return &auth.InputError{Field: "meta", Msg: "keys at most 128 and values at most 1024 characters"}
+		}
+	}
+	return nil
 }
 
 // Create issues a token and returns it with its entry. The token is not
-// retrievable afterwards.
+// retrievable afterwards. A child token's lifetime never exceeds its parent's.
 func (s *Service) Create(ctx context.Context, in CreateInput) (string, *Entry, error) {
+	if err := in.validate(); err != nil {
+		return "", nil, err
+	}
 	tok, err := Generate()
 	if err != nil {
 		return "", nil, err
@@ -135,26 +222,61 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (string, *Entry, e
 	if err != nil {
 		return "", nil, err
 	}
-	accessor, err := Generate()
+	acc, err := Generate()
 	if err != nil {
 		return "", nil, err
 	}
-	accessor = "acc_" + accessor[len(Prefix):len(Prefix)+24]
 	now := s.now().UTC()
-	e := &Entry{Accessor: accessor, DisplayName: in.DisplayName, Policies: in.Policies, Meta: in.Meta, CreatedAt: now, hash: h}
-	if in.TTL > 0 {
-		exp := now.Add(in.TTL)
-		e.ExpiresAt = &exp
+	e := &Entry{
+		Accessor: accessorPrefix + acc[len(Prefix):len(Prefix)+24], DisplayName: in.DisplayName,
+		IdentityID: in.IdentityID, Method: in.Method, Policies: slices.Clone(in.Policies), Meta: in.Meta,
+		MFA: in.MFA, CreatedAt: now, Renewable: in.Renewable, NumUses: in.NumUses, BreakGlass: in.BreakGlass,
+		hash: h,
 	}
-	raw, err := json.Marshal(e)
-	if err != nil {
-		return "", nil, err
+	if !in.NoExpiry {
+		ttl, maxTTL := in.TTL, in.MaxTTL
+		if maxTTL == 0 {
+			maxTTL = DefaultMaxTTL
+		}
+		if ttl == 0 {
+			ttl = min(DefaultTTL, maxTTL)
+		}
+		if in.Period > 0 {
+			ttl = in.Period
+			e.Period = in.Period
+		} else {
+			ttl = min(ttl, maxTTL)
+			m := now.Add(maxTTL)
+			e.MaxExpires = &m
+		}
+		exp := now.Add(ttl)
+		e.ExpiresAt, e.TTL = &exp, ttl
+	}
+	if in.Parent != nil && !in.Orphan {
+		e.Parent = in.Parent.Accessor
+		// A child never outlives its parent.
+		if pe := in.Parent.ExpiresAt; pe != nil && (e.ExpiresAt == nil || e.ExpiresAt.After(*pe)) {
+			t := *pe
+			e.ExpiresAt = &t
+		}
+		if pm := in.Parent.MaxExpires; pm != nil && (e.MaxExpires == nil || e.MaxExpires.After(*pm)) {
+			t := *pm
+			e.MaxExpires = &t
+		}
 	}
 	err = s.store.Update(ctx, func(tx storage.Tx) error {
-		if err := tx.Put(byHashPrefix+h, raw); err != nil {
-			return err
+		if e.Parent != "" {
+			if _, err := tx.Get(byAccessPrefix + e.Parent); err != nil {
+				if errors.Is(err, storage.ErrNotFound) {
+					return fmt.Errorf("parent token was revoked: %w", auth.ErrUnauthenticated)
+				}
+				return err
+			}
+			if err := tx.Put(childPrefix+e.Parent+"/"+e.Accessor, nil); err != nil {
+				return err
+			}
 		}
-		return tx.Put(byAccessPrefix+accessor, []byte(h))
+		return putEntry(tx, e)
 	})
 	if err != nil {
 		return "", nil, fmt.Errorf("store token: %w", err)
@@ -162,7 +284,42 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (string, *Entry, e
 	return tok, e, nil
 }
 
-// Lookup returns the entry of a live token, or auth.ErrUnauthenticated.
+func expiryKey(e *Entry) string {
+	return fmt.Sprintf("%s%020d/%s", expiryPrefix, e.ExpiresAt.Unix(), e.Accessor)
+}
+
+// putEntry writes e and its indexes.
+func putEntry(tx storage.Tx, e *Entry) error {
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	if err := tx.Put(byHashPrefix+e.hash, raw); err != nil {
+		return err
+	}
+	if err := tx.Put(byAccessPrefix+e.Accessor, []byte(e.hash)); err != nil {
+		return err
+	}
+	if e.ExpiresAt != nil {
+		return tx.Put(expiryKey(e), nil)
+	}
+	return nil
+}
+
+func decodeEntry(raw []byte, hash string) (*Entry, error) {
+	e := &Entry{hash: hash}
+	if err := json.Unmarshal(raw, e); err != nil {
+		return nil, fmt.Errorf("decode token entry: %w", err)
+	}
+	return e, nil
+}
+
+func (s *Service) expired(e *Entry) bool {
+	return e.ExpiresAt != nil && !s.now().Before(*e.ExpiresAt)
+}
+
+// Lookup returns the entry of a live token, or auth.ErrUnauthenticated. It
+// does not consume a use; Use does.
 func (s *Service) Lookup(ctx context.Context, tok string) (*Entry, error) {
 	if Check(tok) != nil {
 		return nil, auth.ErrUnauthenticated
@@ -182,9 +339,8 @@ func (s *Service) Lookup(ctx context.Context, tok string) (*Entry, error) {
 		if err != nil {
 			return nil, err
 		}
-		e = &Entry{hash: h}
-		if err := json.Unmarshal(raw, e); err != nil {
-			return nil, fmt.Errorf("decode token entry: %w", err)
+		if e, err = decodeEntry(raw, h); err != nil {
+			return nil, err
 		}
 		s.mu.Lock()
 		if s.cache != nil {
@@ -192,14 +348,72 @@ func (s *Service) Lookup(ctx context.Context, tok string) (*Entry, error) {
 		}
 		s.mu.Unlock()
 	}
-	if e.ExpiresAt != nil && !s.now().Before(*e.ExpiresAt) {
+	if s.expired(e) {
 		return nil, auth.ErrUnauthenticated
 	}
 	return e, nil
 }
 
-// LookupAccessor returns the entry of the token with this accessor.
+// Use authenticates a request: like Lookup, and for a token with a use
+// count it consumes one use, revoking the token with its last.
+func (s *Service) Use(ctx context.Context, tok string) (*Entry, error) {
+	e, err := s.Lookup(ctx, tok)
+	if err != nil || e.NumUses == 0 {
+		return e, err
+	}
+	var out *Entry
+	last := false
+	err = s.store.Update(ctx, func(tx storage.Tx) error {
+		raw, err := tx.Get(byHashPrefix + e.hash)
+		if errors.Is(err, storage.ErrNotFound) {
+			return auth.ErrUnauthenticated
+		}
+		if err != nil {
+			return err
+		}
+		cur, err := decodeEntry(raw, e.hash)
+		if err != nil {
+			return err
+		}
+		if cur.NumUses <= 0 {
+			return auth.ErrUnauthenticated
+		}
+		cur.NumUses--
+		out, last = cur, cur.NumUses == 0
+		if last {
+			cur.NumUses = -1 // spent; revoked below
+		}
+		return putEntry(tx, cur)
+	})
+	if err != nil {
+		s.drop(e.hash)
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.cache != nil {
+		s.cache[e.hash] = out
+	}
+	s.mu.Unlock()
+	if last {
+		if err := s.Revoke(ctx, out); err != nil {
+			return nil, err
+		}
+		out.NumUses = 0
+	}
+	return out, nil
+}
+
+func (s *Service) drop(hash string) {
+	s.mu.Lock()
+	delete(s.cache, hash)
+	s.mu.Unlock()
+}
+
+// LookupAccessor returns the entry of the live token with this accessor.
 func (s *Service) LookupAccessor(ctx context.Context, accessor string) (*Entry, error) {
+	if !strings.HasPrefix(accessor, accessorPrefix) || len(accessor) > 64 {
+		return nil, ErrNotFound
+	}
 	h, err := s.store.Get(ctx, byAccessPrefix+accessor)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, ErrNotFound
@@ -214,27 +428,189 @@ func (s *Service) LookupAccessor(ctx context.Context, accessor string) (*Entry, 
 	if err != nil {
 		return nil, err
 	}
-	e := &Entry{hash: string(h)}
-	if err := json.Unmarshal(raw, e); err != nil {
-		return nil, fmt.Errorf("decode token entry: %w", err)
+	e, err := decodeEntry(raw, string(h))
+	if err != nil {
+		return nil, err
+	}
+	if s.expired(e) {
+		return nil, ErrNotFound
 	}
 	return e, nil
 }
 
-// Revoke deletes a token. Once Revoke returns, Lookup refuses the token.
-func (s *Service) Revoke(ctx context.Context, e *Entry) error {
-	s.mu.Lock()
-	delete(s.cache, e.hash)
-	s.mu.Unlock()
+// Renew extends a renewable token by increment (0: its TTL), never past its
+// maximum; a periodic token is extended by its period. It returns the new entry.
+func (s *Service) Renew(ctx context.Context, e *Entry, increment time.Duration) (*Entry, error) {
+	if !e.Renewable {
+		return nil, ErrNotRenewable
+	}
+	if increment < 0 || increment > MaxMaxTTL {
+		return nil, &auth.InputError{Field: "increment", Msg: "must be between 0 and 8760h"}
+	}
+	var out *Entry
 	err := s.store.Update(ctx, func(tx storage.Tx) error {
-		if err := tx.Delete(byHashPrefix + e.hash); err != nil {
+		raw, err := tx.Get(byHashPrefix + e.hash)
+		if errors.Is(err, storage.ErrNotFound) {
+			return auth.ErrUnauthenticated
+		}
+		if err != nil {
 			return err
 		}
-		return tx.Delete(byAccessPrefix + e.Accessor)
+		cur, err := decodeEntry(raw, e.hash)
+		if err != nil {
+			return err
+		}
+		if s.expired(cur) {
+			return auth.ErrUnauthenticated
+		}
+		now := s.now().UTC()
+		d := increment
+		switch {
+		case cur.Period > 0:
+			d = cur.Period
+		case d == 0:
+			d = cur.TTL
+		}
+		exp := now.Add(d)
+		if cur.MaxExpires != nil && exp.After(*cur.MaxExpires) {
+			exp = *cur.MaxExpires
+		}
+		if err := tx.Delete(expiryKey(cur)); err != nil {
+			return err
+		}
+		cur.ExpiresAt = &exp
+		out = cur
+		return putEntry(tx, cur)
 	})
-	// A lookup racing the delete may have re-cached the entry; drop it again.
+	if err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
-	delete(s.cache, e.hash)
+	if s.cache != nil {
+		s.cache[e.hash] = out
+	}
 	s.mu.Unlock()
+	return out, nil
+}
+
+// Revoke deletes a token and every token in its subtree. Once Revoke
+// returns, Lookup refuses all of them.
+func (s *Service) Revoke(ctx context.Context, e *Entry) error {
+	return s.revokeTree(ctx, e.Accessor, 0)
+}
+
+func (s *Service) revokeTree(ctx context.Context, accessor string, depth int) error {
+	if depth > maxTreeDepth {
+		return errors.New("token tree deeper than 64 levels")
+	}
+	// Children first, so a failure leaves the parent (and the way to retry) in place.
+	for {
+		keys, err := s.store.List(ctx, childPrefix+accessor+"/", "", 100)
+		if err != nil {
+			return err
+		}
+		if len(keys) == 0 {
+			break
+		}
+		for _, k := range keys {
+			child := strings.TrimPrefix(k, childPrefix+accessor+"/")
+			if err := s.revokeTree(ctx, child, depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	var hash string
+	err := s.store.Update(ctx, func(tx storage.Tx) error {
+		h, err := tx.Get(byAccessPrefix + accessor)
+		if errors.Is(err, storage.ErrNotFound) {
+			hash = ""
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		hash = string(h)
+		raw, err := tx.Get(byHashPrefix + hash)
+		if err == nil {
+			if e, derr := decodeEntry(raw, hash); derr == nil {
+				if e.ExpiresAt != nil {
+					tx.Delete(expiryKey(e))
+				}
+				if e.Parent != "" {
+					tx.Delete(childPrefix + e.Parent + "/" + accessor)
+				}
+			}
+		}
+		if err := tx.Delete(byHashPrefix + hash); err != nil {
+			return err
+		}
+		return tx.Delete(byAccessPrefix + accessor)
+	})
+	if hash != "" {
+		s.drop(hash)
+	}
 	return err
+}
+
+// Info is a token's entry as admins may list it: never the token.
+type Info = Entry
+
+// List returns live tokens' entries in accessor order, a page at a time.
+func (s *Service) List(ctx context.Context, after string, limit int) ([]*Entry, string, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	start := ""
+	if after != "" {
+		start = byAccessPrefix + after
+	}
+	keys, err := s.store.List(ctx, byAccessPrefix, start, limit)
+	if err != nil {
+		return nil, "", err
+	}
+	var out []*Entry
+	for _, k := range keys {
+		e, err := s.LookupAccessor(ctx, strings.TrimPrefix(k, byAccessPrefix))
+		if err != nil {
+			continue // expired or revoked meanwhile
+		}
+		out = append(out, e)
+	}
+	next := ""
+	if len(keys) == limit {
+		next = strings.TrimPrefix(keys[len(keys)-1], byAccessPrefix)
+	}
+	return out, next, nil
+}
+
+// TidyExpired revokes expired tokens (with their subtrees) in batches and
+// returns how many it removed.
+func (s *Service) TidyExpired(ctx context.Context) (int, error) {
+	n := 0
+	cutoff := fmt.Sprintf("%s%020d", expiryPrefix, s.now().Unix())
+	for {
+		keys, err := s.store.List(ctx, expiryPrefix, "", 256)
+		if err != nil {
+			return n, err
+		}
+		progressed := false
+		for _, k := range keys {
+			if k >= cutoff {
+				return n, nil
+			}
+			acc := k[strings.LastIndexByte(k, '/')+1:]
+			if err := s.revokeTree(ctx, acc, 0); err != nil {
+				return n, err
+			}
+			// Renewed tokens left a stale index key behind; remove it either way.
+			if err := s.store.Update(ctx, func(tx storage.Tx) error { return tx.Delete(k) }); err != nil {
+				return n, err
+			}
+			n++
+			progressed = true
+		}
+		if !progressed {
+			return n, nil
+		}
+	}
 }
