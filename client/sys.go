@@ -111,4 +111,3 @@ func (c *Client) TokenSelf(ctx context.Context) (*TokenInfo, error) {
 	var t TokenInfo
 	return &t, c.do(ctx, "GET", "/v1/auth/token/self", nil, nil, &t)
 }
-

@@ -30,12 +30,12 @@ import (
 // Storage layout, below the barrier.
 const (
 	hmacKeyPath    = "auth/token/hmac-key"
-	byHashPrefix   = "auth/token/h/"        // + hash -> Entry
-	byAccessPrefix = "auth/token/a/"        // + accessor -> hash
-	childPrefix    = "auth/token/c/"        // + parent accessor + "/" + child accessor -> ""
-	expiryPrefix   = "auth/token/x/"        // + unix seconds (20 digits) + "/" + accessor -> ""
-	accessorPrefix = "acc_"                 // accessors look like acc_XXXXXXXX
-	maxTreeDepth   = 64                     // bounds recursion when revoking subtrees
+	byHashPrefix   = "auth/token/h/" // + hash -> Entry
+	byAccessPrefix = "auth/token/a/" // + accessor -> hash
+	childPrefix    = "auth/token/c/" // + parent accessor + "/" + child accessor -> ""
+	expiryPrefix   = "auth/token/x/" // + unix seconds (20 digits) + "/" + accessor -> ""
+	accessorPrefix = "acc_"          // accessors look like acc_XXXXXXXX
+	maxTreeDepth   = 64              // bounds recursion when revoking subtrees
 )
 
 // Defaults and bounds for token lifetimes.
