@@ -97,17 +97,3 @@ func (c *Client) KeyStatus(ctx context.Context) (*KeyStatus, error) {
 	var k KeyStatus
 	return &k, c.do(ctx, "GET", "/v1/sys/key-status", nil, nil, &k)
 }
-
-// TokenInfo describes the caller's token.
-type TokenInfo struct {
-	Name     string            `json:"name"`
-	Accessor string            `json:"accessor"`
-	Policies []string          `json:"policies"`
-	Meta     map[string]string `json:"meta"`
-}
-
-// TokenSelf looks up the client's own token.
-func (c *Client) TokenSelf(ctx context.Context) (*TokenInfo, error) {
-	var t TokenInfo
-	return &t, c.do(ctx, "GET", "/v1/auth/token/self", nil, nil, &t)
-}

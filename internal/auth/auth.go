@@ -4,6 +4,7 @@ package auth
 
 import (
 	"errors"
+	"net/netip"
 	"time"
 )
 
@@ -90,3 +91,12 @@ type InputError struct {
 }
 
 func (e *InputError) Error() string { return e.Field + ": " + e.Msg }
+
+// Check is one authorization question: may the principal use Capability on
+// Path? Path is a secret name, or a sys/... or auth/... path.
+type Check struct {
+	Op         string // operation name, for audit and explanations
+	Path       string
+	Capability string
+	Source     netip.Addr // the client's address; zero when unknown
+}

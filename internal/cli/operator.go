@@ -259,7 +259,7 @@ permissions, so later commands need no COFFER_TOKEN. With no argument it prompts
 			if e.json {
 				return e.printJSON(info)
 			}
-			e.printf("Logged in as %s (policies: %s). Token stored in %s\n", info.Name, strings.Join(info.Policies, ", "), path)
+			e.printf("Logged in as %s (policies: %s). Token stored in %s\n", info.DisplayName, strings.Join(info.Policies, ", "), path)
 			if e.getenv("COFFER_TOKEN") != "" {
 				e.printf("Note: COFFER_TOKEN is set and takes precedence over the stored token.\n")
 			}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/coffer-dev/coffer/internal/auth"
 	"github.com/coffer-dev/coffer/internal/auth/token"
+	"github.com/coffer-dev/coffer/internal/authz"
 	"github.com/coffer-dev/coffer/internal/barrier"
 	"github.com/coffer-dev/coffer/internal/seal"
 	"github.com/coffer-dev/coffer/internal/secret"
@@ -39,8 +40,9 @@ type Core struct {
 	seal    *seal.Manager
 	log     *slog.Logger
 
-	Tokens  *token.Service
-	Secrets *secret.Service
+	Tokens   *token.Service
+	Secrets  *secret.Service
+	Policies *authz.Service
 
 	stateMu sync.Mutex // serializes init, unseal and seal transitions
 }
@@ -52,12 +54,13 @@ func New(cfg Config) *Core {
 	}
 	b := barrier.New(cfg.Backend, cfg.Now)
 	return &Core{
-		backend: cfg.Backend,
-		barrier: b,
-		seal:    seal.New(cfg.Backend, b, cfg.KeyFile),
-		log:     cfg.Logger,
-		Tokens:  token.New(b, cfg.Now),
-		Secrets: secret.New(b, cfg.Now),
+		backend:  cfg.Backend,
+		barrier:  b,
+		seal:     seal.New(cfg.Backend, b, cfg.KeyFile),
+		log:      cfg.Logger,
+		Tokens:   token.New(b, cfg.Now),
+		Secrets:  secret.New(b, cfg.Now),
+		Policies: authz.New(b, cfg.Now),
 	}
 }
 
@@ -102,6 +105,9 @@ func (c *Core) Init(ctx context.Context, shares, threshold int) (*InitResult, er
 		return nil, err
 	}
 	if err := c.Tokens.Load(ctx); err != nil {
+		return nil, err
+	}
+	if err := c.Policies.Load(ctx); err != nil {
 		return nil, err
 	}
 	tok, _, err := c.Tokens.Create(ctx, token.CreateInput{DisplayName: "root", Method: "root", Policies: []string{"root"}, NoExpiry: true})
@@ -153,6 +159,10 @@ func (c *Core) afterUnsealLocked(ctx context.Context) error {
 		c.sealLocked()
 		return err
 	}
+	if err := c.Policies.Load(ctx); err != nil {
+		c.sealLocked()
+		return err
+	}
 	c.log.Info("unsealed")
 	return nil
 }
@@ -167,6 +177,7 @@ func (c *Core) Seal() {
 
 func (c *Core) sealLocked() {
 	c.Tokens.Reset()
+	c.Policies.Reset()
 	c.seal.Seal()
 }
 

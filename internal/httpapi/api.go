@@ -29,12 +29,7 @@ type Authorizer interface {
 }
 
 // Check is one authorization question.
-type Check struct {
-	Op         string // operation name, for audit and explanations
-	Path       string // policy path: a secret name, or sys/..., auth/...
-	Capability string
-	Source     netip.Addr
-}
+type Check = auth.Check
 
 // Op names an operation and the capability it needs.
 type Op struct {
@@ -79,7 +74,7 @@ type request struct {
 // Config configures the API.
 type Config struct {
 	Core       *core.Core
-	Authorizer Authorizer // nil: root only
+	Authorizer Authorizer // nil: the core's policies
 	Logger     *slog.Logger
 	// OnKeyRotated is called after a keyring rotation so the server can
 	// start re-encrypting old records.
@@ -100,7 +95,7 @@ type API struct {
 func New(cfg Config) *API {
 	a := &API{core: cfg.Core, cfg: cfg, authz: cfg.Authorizer, log: cfg.Logger, mux: http.NewServeMux()}
 	if a.authz == nil {
-		a.authz = rootOnly{}
+		a.authz = cfg.Core.Policies
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -141,15 +136,6 @@ func (a *API) Routes() []RouteInfo {
 type RouteInfo struct {
 	Method, Pattern, Op string
 	Public              bool
-}
-
-type rootOnly struct{}
-
-func (rootOnly) Authorize(_ context.Context, p *auth.Principal, _ Check) error {
-	if p.Root() {
-		return nil
-	}
-	return auth.ErrForbidden
 }
 
 // wrap is the request pipeline every route goes through.

@@ -83,7 +83,7 @@ func concrete(pattern string) string {
 }
 
 // selfOps are the operations any valid token may perform on itself.
-var selfOps = map[string]bool{"token.lookup-self": true, "token.renew-self": true, "token.revoke-self": true, "token.create": true}
+var selfOps = map[string]bool{"token.lookup-self": true, "token.renew-self": true, "token.revoke-self": true, "token.create": true, "policy.explain": true}
 
 // TestEveryRouteRefuses walks every registered route with no token, a
 // malformed token, an unknown well-formed token and an under-privileged

@@ -9,7 +9,9 @@ import (
 	"strings"
 
 	"github.com/coffer-dev/coffer/internal/auth"
+	"github.com/coffer-dev/coffer/internal/authz"
 	"github.com/coffer-dev/coffer/internal/barrier"
+	"github.com/coffer-dev/coffer/internal/policy"
 	"github.com/coffer-dev/coffer/internal/seal"
 	"github.com/coffer-dev/coffer/internal/secret"
 )
@@ -45,6 +47,7 @@ func mapError(err error) (int, string, string) {
 	var ve *secret.ValidationError
 	var mbe *http.MaxBytesError
 	var ie *auth.InputError
+	var pe *policy.Error
 	switch {
 	case errors.As(err, &ae):
 		return ae.status, ae.code, ae.msg
@@ -66,6 +69,12 @@ func mapError(err error) (int, string, string) {
 		return http.StatusConflict, "already_initialized", "server is already initialized"
 	case errors.Is(err, seal.ErrBadKey), errors.Is(err, seal.ErrInvalidKeys), errors.Is(err, seal.ErrWrongSeal):
 		return http.StatusBadRequest, "invalid_unseal_key", err.Error()
+	case errors.Is(err, authz.ErrNotFound):
+		return http.StatusNotFound, "not_found", "policy not found"
+	case errors.Is(err, authz.ErrReserved):
+		return http.StatusBadRequest, "invalid_request", err.Error()
+	case errors.As(err, &pe):
+		return http.StatusBadRequest, "invalid_policy", pe.Error()
 	case errors.Is(err, secret.ErrNotFound):
 		return http.StatusNotFound, "not_found", "secret not found"
 	case errors.Is(err, secret.ErrVersionNotFound):

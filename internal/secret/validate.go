@@ -54,7 +54,8 @@ func nameChar(c byte) bool {
 
 // ValidateName checks a secret name: 1 to 512 characters from
 // [A-Za-z0-9/_+=.@-], slash-separated segments that are neither empty nor
-// "." or "..", with no leading or trailing slash.
+// "." or "..", with no leading or trailing slash, and a first segment other
+// than "sys" and "auth", which policies use for server operations.
 func ValidateName(name string) error {
 	if name == "" {
 		return invalid("name", "must not be empty")
@@ -66,6 +67,9 @@ func ValidateName(name string) error {
 		if !nameChar(name[i]) {
 			return invalid("name", "has a character outside [A-Za-z0-9/_+=.@-] at offset %d", i)
 		}
+	}
+	if first, _, _ := strings.Cut(name, "/"); first == "sys" || first == "auth" {
+		return invalid("name", "must not start with sys/ or auth/: those paths name server operations in policies")
 	}
 	for _, seg := range strings.Split(name, "/") {
 		switch seg {
