@@ -458,3 +458,17 @@ func aad(header []byte, key string) []byte {
 	a := make([]byte, 0, len(header)+len(key))
 	return append(append(a, header...), key...)
 }
+
+// CheckRootKey reports whether rootKey opens the stored keyring, without
+// changing the barrier's state. It returns ErrInvalidRootKey if not.
+func (b *Barrier) CheckRootKey(ctx context.Context, rootKey []byte) error {
+	raw, err := b.backend.Get(ctx, KeyringPath)
+	if errors.Is(err, storage.ErrNotFound) {
+		return ErrNotInitialized
+	}
+	if err != nil {
+		return fmt.Errorf("read keyring: %w", err)
+	}
+	_, err = openKeyring(rootKey, raw)
+	return err
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coffer-dev/coffer/internal/auth"
@@ -44,6 +45,9 @@ type Core struct {
 	Secrets  *secret.Service
 	Policies *authz.Service
 
+	rootQuorum       *seal.Quorum // unseal keys presented toward generate-root
+	breakGlassIssued atomic.Int64
+
 	stateMu sync.Mutex // serializes init, unseal and seal transitions
 }
 
@@ -53,14 +57,16 @@ func New(cfg Config) *Core {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	b := barrier.New(cfg.Backend, cfg.Now)
+	sm := seal.New(cfg.Backend, b, cfg.KeyFile)
 	return &Core{
-		backend:  cfg.Backend,
-		barrier:  b,
-		seal:     seal.New(cfg.Backend, b, cfg.KeyFile),
-		log:      cfg.Logger,
-		Tokens:   token.New(b, cfg.Now),
-		Secrets:  secret.New(b, cfg.Now),
-		Policies: authz.New(b, cfg.Now),
+		rootQuorum: sm.NewQuorum(),
+		backend:    cfg.Backend,
+		barrier:    b,
+		seal:       seal.New(cfg.Backend, b, cfg.KeyFile),
+		log:        cfg.Logger,
+		Tokens:     token.New(b, cfg.Now),
+		Secrets:    secret.New(b, cfg.Now),
+		Policies:   authz.New(b, cfg.Now),
 	}
 }
 

@@ -267,3 +267,72 @@ func writeKeyFile(path string, key []byte) error {
 	}
 	return nil
 }
+
+// Quorum collects unseal keys for an operation other than unsealing (such
+// as generating a root token) and yields the root key once enough distinct
+// keys are in. Its methods are safe for concurrent use.
+type Quorum struct {
+	m *Manager
+
+	mu     sync.Mutex // guards shares
+	shares [][]byte
+}
+
+// NewQuorum returns an empty quorum for m's seal.
+func (m *Manager) NewQuorum() *Quorum { return &Quorum{m: m} }
+
+// Progress returns how many keys have been presented.
+func (q *Quorum) Progress() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.shares)
+}
+
+// Reset discards the keys presented so far.
+func (q *Quorum) Reset() {
+	q.mu.Lock()
+	q.shares = nil
+	q.mu.Unlock()
+}
+
+// Add presents one key: an unseal key for the Shamir seal, or the base64
+// root key from the key file for the key-file seal. It returns the root key
+// once the threshold is met and the key opens the barrier; then the quorum
+// starts over.
+func (q *Quorum) Add(ctx context.Context, key string) ([]byte, error) {
+	cfg, err := q.m.Config(ctx)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(key))
+	if err != nil {
+		return nil, ErrBadKey
+	}
+	if cfg.Type == TypeKeyFile {
+		if len(raw) != barrier.KeySize || q.m.barrier.CheckRootKey(ctx, raw) != nil {
+			return nil, ErrInvalidKeys
+		}
+		return raw, nil
+	}
+	if len(raw) != barrier.KeySize+1 {
+		return nil, ErrBadKey
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, s := range q.shares {
+		if subtle.ConstantTimeCompare(s, raw) == 1 {
+			return nil, nil
+		}
+	}
+	q.shares = append(q.shares, raw)
+	if len(q.shares) < cfg.Threshold {
+		return nil, nil
+	}
+	shares := q.shares
+	q.shares = nil
+	root, err := shamir.Combine(shares)
+	if err != nil || q.m.barrier.CheckRootKey(ctx, root) != nil {
+		return nil, ErrInvalidKeys
+	}
+	return root, nil
+}

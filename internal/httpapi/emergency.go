@@ -1,0 +1,71 @@
+package httpapi
+
+import (
+	"net/http"
+)
+
+func (a *API) emergencyRoutes() []route {
+	return []route{
+		{"POST", "/v1/sys/break-glass", Op{"sys.break-glass", "update"}, authenticated, a.breakGlass, fixed("sys/break-glass")},
+		{"GET", "/v1/sys/break-glass", Op{"sys.break-glass-list", "read"}, authenticated, a.breakGlassList, fixed("sys/break-glass")},
+		{"POST", "/v1/sys/generate-root", Op{"sys.generate-root", ""}, public, a.generateRoot, nil},
+	}
+}
+
+func (a *API) breakGlass(r *request) (any, error) {
+	var in struct {
+		Justification string   `json:"justification"`
+		Policies      []string `json:"policies"`
+		TTL           string   `json:"ttl"`
+	}
+	if err := decode(r, &in); err != nil {
+		return nil, err
+	}
+	ttl, err := parseDuration("ttl", in.TTL)
+	if err != nil {
+		return nil, err
+	}
+	tok, rec, err := a.core.BreakGlass(r.ctx, r.principal, in.Justification, in.Policies, ttl)
+	if err != nil {
+		return nil, err
+	}
+	r.status = http.StatusCreated
+	return map[string]any{"token": tok, "record": rec}, nil
+}
+
+func (a *API) breakGlassList(r *request) (any, error) {
+	recs, err := a.core.BreakGlassRecords(r.ctx)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"records": recs}, nil
+}
+
+// generateRoot takes one unseal key per call; the call that completes the
+// quorum gets the new root token. It needs no token: the keys are the credential.
+func (a *API) generateRoot(r *request) (any, error) {
+	var in struct {
+		Key   string `json:"key"`
+		Reset bool   `json:"reset"`
+	}
+	if err := decode(r, &in); err != nil {
+		return nil, err
+	}
+	if in.Reset {
+		a.core.GenerateRootReset()
+		return map[string]any{"progress": 0}, nil
+	}
+	if in.Key == "" {
+		return nil, badRequest("key is required (or reset: true)")
+	}
+	tok, progress, err := a.core.GenerateRoot(r.ctx, in.Key)
+	if err != nil {
+		return nil, err
+	}
+	st, _ := a.core.Status(r.ctx)
+	out := map[string]any{"progress": progress, "threshold": st.Threshold, "complete": tok != ""}
+	if tok != "" {
+		out["root_token"] = tok
+	}
+	return out, nil
+}
