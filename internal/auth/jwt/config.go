@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
@@ -293,7 +294,13 @@ func checkPublicKey(pub crypto.PublicKey) error {
 		if k.N.BitLen() < minRSABits {
 			return fmt.Errorf("RSA keys must have at least %d bits", minRSABits)
 		}
-	case *ecdsa.PublicKey, ed25519.PublicKey:
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256(), elliptic.P384(), elliptic.P521():
+		default:
+			return errors.New("ECDSA keys must use P-256, P-384 or P-521")
+		}
+	case ed25519.PublicKey:
 	default:
 		return errors.New("must be an RSA, ECDSA or Ed25519 public key")
 	}
@@ -312,12 +319,15 @@ func (s *Service) Configure(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if err := s.store.Update(ctx, func(tx storage.Tx) error { return tx.Put(configKey, raw) }); err != nil {
 		return err
 	}
+	// A login racing with this call may still cache the old verifier; it
+	// is replaced at the next login because verifierFor compares the
+	// stored bytes.
+	s.mu.Lock()
 	s.cached, s.cachedRaw = nil, nil
+	s.mu.Unlock()
 	return nil
 }
 

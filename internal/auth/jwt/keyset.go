@@ -35,7 +35,7 @@ var errThrottled = errors.New("refetch throttled")
 // verifier checks a token's signature for one stored Config. It is safe for
 // concurrent use.
 type verifier struct {
-	issuer string                   // the iss tokens must carry
+	issuer string                    // the iss tokens must carry
 	algs   []jose.SignatureAlgorithm // accepted "alg" header values
 	static []jose.JSONWebKey         // keys of jwks or public_keys
 	remote *remoteKeys               // nil for static keys
