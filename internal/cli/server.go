@@ -171,7 +171,9 @@ func (e *env) runConfig(ctx context.Context, log *slog.Logger, path, listen stri
 		if err != nil {
 			return fmt.Errorf("load TLS certificate: %w", err)
 		}
-		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		// Client certificates are requested, not required: the cert auth method
+		// verifies them against each role's CAs at login.
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert}
 	} else if !isLoopbackAddr(cfg.Listener.Address) {
 		return fmt.Errorf("listener %s is not loopback, so it needs tls_cert_file and tls_key_file", cfg.Listener.Address)
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/coffer-dev/coffer/internal/auth"
+	"github.com/coffer-dev/coffer/internal/auth/cert"
+	"github.com/coffer-dev/coffer/internal/auth/jwt"
 	"github.com/coffer-dev/coffer/internal/auth/token"
 	"github.com/coffer-dev/coffer/internal/authz"
 	"github.com/coffer-dev/coffer/internal/barrier"
@@ -44,6 +46,8 @@ type Core struct {
 	Tokens   *token.Service
 	Secrets  *secret.Service
 	Policies *authz.Service
+	JWT      *jwt.Service
+	Cert     *cert.Service
 
 	rootQuorum       *seal.Quorum // unseal keys presented toward generate-root
 	breakGlassIssued atomic.Int64

@@ -48,6 +48,9 @@ func mapError(err error) (int, string, string) {
 	var mbe *http.MaxBytesError
 	var ie *auth.InputError
 	var pe *policy.Error
+	if status, code, msg, ok := authMethodError(err); ok {
+		return status, code, msg
+	}
 	switch {
 	case errors.As(err, &ae):
 		return ae.status, ae.code, ae.msg
