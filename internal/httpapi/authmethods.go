@@ -80,7 +80,9 @@ func (a *API) jwtPutRole(r *request) (any, error) {
 	return a.core.JWT.GetRole(r.ctx, in.Name)
 }
 
-func (a *API) jwtGetRole(r *request) (any, error) { return a.core.JWT.GetRole(r.ctx, r.PathValue("role")) }
+func (a *API) jwtGetRole(r *request) (any, error) {
+	return a.core.JWT.GetRole(r.ctx, r.PathValue("role"))
+}
 
 func (a *API) jwtDeleteRole(r *request) (any, error) {
 	return nil, a.core.JWT.DeleteRole(r.ctx, r.PathValue("role"))
@@ -118,7 +120,9 @@ func (a *API) certPutRole(r *request) (any, error) {
 	return a.core.Cert.GetRole(r.ctx, in.Name)
 }
 
-func (a *API) certGetRole(r *request) (any, error) { return a.core.Cert.GetRole(r.ctx, r.PathValue("role")) }
+func (a *API) certGetRole(r *request) (any, error) {
+	return a.core.Cert.GetRole(r.ctx, r.PathValue("role"))
+}
 
 func (a *API) certDeleteRole(r *request) (any, error) {
 	return nil, a.core.Cert.DeleteRole(r.ctx, r.PathValue("role"))
