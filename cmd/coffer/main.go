@@ -4,6 +4,7 @@ package main
 import (
 	"context"
 	"os"
+	_ "time/tzdata" // policy conditions name IANA time zones; do not depend on the host's zoneinfo
 
 	"github.com/coffer-dev/coffer/internal/cli"
 )

@@ -355,9 +355,11 @@ func (e *env) policyExplain() *cobra.Command {
 				return e.printJSON(ex)
 			}
 			var d struct {
-				Policy, Rule, Reason string
-				Line                 int
-				MFARequired          bool
+				Policy      string `json:"policy"`
+				Rule        string `json:"rule"`
+				Reason      string `json:"reason"`
+				Line        int    `json:"line"`
+				MFARequired bool   `json:"mfa_required"`
 			}
 			json.Unmarshal(ex.Decision, &d)
 			verdict := "DENIED"
@@ -374,12 +376,12 @@ func (e *env) policyExplain() *cobra.Command {
 				e.printf("  %s\n", d.Reason)
 			}
 			var matches []struct {
-				Policy, Rule     string
-				Line             int
-				Capabilities     []string
-				Deny, Grants     bool
-				ConditionMet     bool
-				FailedConditions []string
+				Policy           string   `json:"policy"`
+				Rule             string   `json:"rule"`
+				Line             int      `json:"line"`
+				Capabilities     []string `json:"capabilities"`
+				ConditionMet     bool     `json:"condition_met"`
+				FailedConditions []string `json:"failed_conditions"`
 			}
 			json.Unmarshal(ex.Matches, &matches)
 			if len(matches) > 0 {

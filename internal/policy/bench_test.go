@@ -17,6 +17,11 @@ func benchSet(tb testing.TB) *Set {
 	for p := range 100 {
 		var b strings.Builder
 		for i := range 100 {
+			if i == 0 {
+				// A broad list rule: every request under the team visits it.
+				fmt.Fprintf(&b, "path \"team%d/*\" {\n  capabilities = [\"list\"]\n}\n", p)
+				continue
+			}
 			switch i % 10 {
 			case 6:
 				fmt.Fprintf(&b, "path \"team%d/+/db%d\" {\n  capabilities = [\"read\"]\n}\n", p, i)

@@ -37,20 +37,20 @@ type Request struct {
 
 // Decision is the outcome of Evaluate.
 type Decision struct {
-	Allowed bool
+	Allowed bool `json:"allowed"`
 	// Policy, Rule and Line identify the rule that decided: the deny that
 	// refused, the grant that allowed, or the grant whose condition
 	// failed. Policy is "" when no rule decided.
-	Policy string
-	Rule   string // that rule's path pattern
-	Line   int
+	Policy string `json:"policy"`
+	Rule   string `json:"rule"` // that rule's path pattern
+	Line   int    `json:"line"`
 	// Reason is a short constant explanation: one of the Reason
 	// constants, "no rule grants CAP", or "condition not met: COND" with
 	// COND one of the Cond constants.
-	Reason string
+	Reason string `json:"reason"`
 	// MFARequired reports that a rule would allow if the caller had
 	// authenticated with MFA: its only failing condition is require_mfa.
-	MFARequired bool
+	MFARequired bool `json:"mfa_required"`
 }
 
 // Reasons given in Decision.Reason.
@@ -65,21 +65,21 @@ const (
 // Match is one rule whose pattern matches a request path, as reported by
 // Explain.
 type Match struct {
-	Policy       string
-	Rule         string // path pattern
-	Line         int
-	Capabilities []string
+	Policy       string   `json:"policy"`
+	Rule         string   `json:"rule"` // path pattern
+	Line         int      `json:"line"`
+	Capabilities []string `json:"capabilities"`
 	// Deny reports an explicit deny rule.
-	Deny bool
+	Deny bool `json:"deny"`
 	// Grants reports that the rule grants the requested capability,
 	// directly or through admin.
-	Grants bool
+	Grants bool `json:"grants"`
 	// ConditionMet reports that the rule's condition holds, or that it
 	// has none.
-	ConditionMet bool
+	ConditionMet bool `json:"condition_met"`
 	// FailedConditions lists the conditions that do not hold, as Cond
 	// constants, in the order source address, day, hours, mfa.
-	FailedConditions []string
+	FailedConditions []string `json:"failed_conditions"`
 }
 
 // verdict accumulates what the rules matching one request say. Rule
