@@ -26,13 +26,13 @@ const (
 // upper bounds keep a corrupted or hostile record from making one login
 // allocate gigabytes or run for minutes.
 const (
-	minArgon2Memory  = 8         // KiB per lane, argon2's own minimum
-	maxArgon2Memory  = 1 << 21   // KiB: 2 GiB
-	maxArgon2Time    = 64        // passes
-	minArgon2KeyLen  = 16        // bytes
-	maxArgon2KeyLen  = 128       // bytes
-	minArgon2SaltLen = 8         // bytes
-	maxArgon2SaltLen = 64        // bytes
+	minArgon2Memory  = 8       // KiB per lane, argon2's own minimum
+	maxArgon2Memory  = 1 << 21 // KiB: 2 GiB
+	maxArgon2Time    = 64      // passes
+	minArgon2KeyLen  = 16      // bytes
+	maxArgon2KeyLen  = 128     // bytes
+	minArgon2SaltLen = 8       // bytes
+	maxArgon2SaltLen = 64      // bytes
 	argon2Prefix     = "$argon2id$v=19$"
 )
 
