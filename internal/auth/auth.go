@@ -4,7 +4,9 @@ package auth
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
+	"strconv"
 	"time"
 )
 
@@ -46,11 +48,11 @@ func (p *Principal) Root() bool {
 // TokenSettings are the token parameters an auth method role or user
 // grants. JSON names match the API.
 type TokenSettings struct {
-	Policies []string      `json:"token_policies,omitempty"`
-	TTL      time.Duration `json:"token_ttl,omitempty"`     // 0: the server default (1h)
-	MaxTTL   time.Duration `json:"token_max_ttl,omitempty"` // 0: the server default (24h)
-	Period   time.Duration `json:"token_period,omitempty"`  // >0: a periodic token, renewable forever by period
-	NumUses  int           `json:"token_num_uses,omitempty"`
+	Policies []string `json:"token_policies,omitempty"`
+	TTL      Duration `json:"token_ttl,omitempty"`     // 0: the server default (1h)
+	MaxTTL   Duration `json:"token_max_ttl,omitempty"` // 0: the server default (24h)
+	Period   Duration `json:"token_period,omitempty"`  // >0: a periodic token, renewable forever by period
+	NumUses  int      `json:"token_num_uses,omitempty"`
 }
 
 // Validate checks the settings' bounds.
@@ -100,3 +102,34 @@ type Check struct {
 	Capability string
 	Source     netip.Addr // the client's address; zero when unknown
 }
+
+// Duration is a time.Duration that reads and writes JSON as Go duration
+// text ("90s", "24h"); it also reads a number of seconds.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as text, e.g. "1h0m0s".
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + time.Duration(d).String() + `"`), nil
+}
+
+// UnmarshalJSON reads "1h30m" or a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	s := string(b)
+	if len(s) >= 2 && s[0] == '"' {
+		v, err := time.ParseDuration(s[1 : len(s)-1])
+		if err != nil {
+			return fmt.Errorf("duration %s: want text like \"30m\" or \"24h\"", s)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	secs, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || secs < 0 || secs > int64(maxDurationSeconds) {
+		return fmt.Errorf("duration %s: want text like \"30m\" or a number of seconds", s)
+	}
+	*d = Duration(time.Duration(secs) * time.Second)
+	return nil
+}
+
+// maxDurationSeconds keeps a number of seconds from overflowing.
+const maxDurationSeconds = 100 * 365 * 24 * 3600

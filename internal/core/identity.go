@@ -18,7 +18,7 @@ func (c *Core) IssueLogin(ctx context.Context, l *auth.Login) (string, *token.En
 	return c.Tokens.Create(ctx, token.CreateInput{
 		DisplayName: l.Method + "/" + strings.TrimPrefix(l.Name, l.Method+"/"),
 		IdentityID:  l.IdentityID, Method: l.Method, Policies: l.Token.Policies, Meta: l.Meta, MFA: l.MFA,
-		TTL: l.Token.TTL, MaxTTL: l.Token.MaxTTL, Period: l.Token.Period, NumUses: l.Token.NumUses,
+		TTL: time.Duration(l.Token.TTL), MaxTTL: time.Duration(l.Token.MaxTTL), Period: time.Duration(l.Token.Period), NumUses: l.Token.NumUses,
 		Renewable: true, Orphan: true,
 	})
 }

@@ -64,7 +64,7 @@ type Role struct {
 	RoleID string `json:"role_id"`
 	// SecretIDTTL is the lifetime of new secret_ids; 0 means no expiry.
 	// Changing it does not change secret_ids already issued.
-	SecretIDTTL time.Duration `json:"secret_id_ttl"`
+	SecretIDTTL auth.Duration `json:"secret_id_ttl"`
 	// SecretIDNumUses is how many logins a new secret_id serves; 0 means
 	// unlimited. Changing it does not change secret_ids already issued.
 	SecretIDNumUses int `json:"secret_id_num_uses"`

@@ -81,11 +81,11 @@ func TestPutRoleValidation(t *testing.T) {
 		{"uppercase name", Role{Name: "Web"}, "role"},
 		{"dot in name", Role{Name: "web.api"}, "role"},
 		{"long name", Role{Name: strings.Repeat("a", MaxRoleNameLen+1)}, "role"},
-		{"negative ttl", Role{Name: "r", SecretIDTTL: -time.Second}, "secret_id_ttl"},
+		{"negative ttl", Role{Name: "r", SecretIDTTL: auth.Duration(-time.Second)}, "secret_id_ttl"},
 		{"negative uses", Role{Name: "r", SecretIDNumUses: -1}, "secret_id_num_uses"},
 		{"bad cidr", Role{Name: "r", SecretIDBoundCIDRs: []string{"10.0.0.0/33"}}, "secret_id_bound_cidrs"},
 		{"root policy", Role{Name: "r", TokenSettings: auth.TokenSettings{Policies: []string{"root"}}}, "token"},
-		{"ttl above max", Role{Name: "r", TokenSettings: auth.TokenSettings{TTL: 2 * time.Hour, MaxTTL: time.Hour}}, "token"},
+		{"ttl above max", Role{Name: "r", TokenSettings: auth.TokenSettings{TTL: auth.Duration(2 * time.Hour), MaxTTL: auth.Duration(time.Hour)}}, "token"},
 		{"role_id on create", Role{Name: "r", RoleID: "my-own-id"}, "role_id"},
 		{"role_id changed", Role{Name: "existing", RoleID: "another-id"}, "role_id"},
 	}
@@ -106,9 +106,9 @@ func TestPutRoleValidation(t *testing.T) {
 func TestRoleCRUD(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	in := Role{Name: "payments", SecretIDTTL: time.Hour, SecretIDNumUses: 3,
+	in := Role{Name: "payments", SecretIDTTL: auth.Duration(time.Hour), SecretIDNumUses: 3,
 		SecretIDBoundCIDRs: []string{"10.1.2.3/16", "2001:db8::1", "192.168.0.7"},
-		TokenSettings:      auth.TokenSettings{Policies: []string{"payments"}, TTL: time.Hour}}
+		TokenSettings:      auth.TokenSettings{Policies: []string{"payments"}, TTL: auth.Duration(time.Hour)}}
 	r := mustPutRole(t, e.svc, in)
 	if !uuidRE.MatchString(r.RoleID) {
 		t.Fatalf("RoleID = %q, want a random UUID", r.RoleID)
@@ -116,7 +116,7 @@ func TestRoleCRUD(t *testing.T) {
 	if want := []string{"10.1.0.0/16", "2001:db8::1/128", "192.168.0.7/32"}; !slices.Equal(r.SecretIDBoundCIDRs, want) {
 		t.Fatalf("SecretIDBoundCIDRs = %v, want canonical %v", r.SecretIDBoundCIDRs, want)
 	}
-	if r.SecretIDTTL != time.Hour || r.SecretIDNumUses != 3 || !slices.Equal(r.Policies, []string{"payments"}) || !r.CreatedAt.Equal(e.clock.t) {
+	if time.Duration(r.SecretIDTTL) != time.Hour || r.SecretIDNumUses != 3 || !slices.Equal(r.Policies, []string{"payments"}) || !r.CreatedAt.Equal(e.clock.t) {
 		t.Fatalf("PutRole = %+v", r)
 	}
 

@@ -37,7 +37,7 @@ func wantRefused(t testing.TB, what string, err error) {
 
 func TestLogin(t *testing.T) {
 	e := newEnv(t)
-	ts := auth.TokenSettings{Policies: []string{"web-read"}, TTL: 20 * time.Minute, Period: time.Hour}
+	ts := auth.TokenSettings{Policies: []string{"web-read"}, TTL: auth.Duration(20 * time.Minute), Period: auth.Duration(time.Hour)}
 	web := mustPutRole(t, e.svc, Role{Name: "web", TokenSettings: ts})
 	db := mustPutRole(t, e.svc, Role{Name: "db"})
 	webID := mustGenerate(t, e.svc, "web", map[string]string{"host": "web-1"})
@@ -114,7 +114,7 @@ func TestSecretIDTTL(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
 			ctx := context.Background()
-			r := mustPutRole(t, e.svc, Role{Name: "cron", SecretIDTTL: tt.ttl})
+			r := mustPutRole(t, e.svc, Role{Name: "cron", SecretIDTTL: auth.Duration(tt.ttl)})
 			id := mustGenerate(t, e.svc, "cron", nil)
 			switch {
 			case tt.ttl == 0 && id.expiresAt != nil:
@@ -123,7 +123,7 @@ func TestSecretIDTTL(t *testing.T) {
 				t.Fatalf("expiresAt = %v, want now + %v", id.expiresAt, tt.ttl)
 			}
 			// A later change to the role's ttl does not move the expiry.
-			mustPutRole(t, e.svc, Role{Name: "cron", SecretIDTTL: 100 * time.Hour})
+			mustPutRole(t, e.svc, Role{Name: "cron", SecretIDTTL: auth.Duration(100 * time.Hour)})
 			for i, a := range tt.attempts {
 				e.clock.advance(a.advance)
 				_, err := e.svc.Login(ctx, r.RoleID, id.secretID, netip.Addr{})

@@ -92,7 +92,7 @@ func (s *Service) GenerateSecretID(ctx context.Context, role string, meta map[st
 		}
 		expiresAt = nil
 		if r.SecretIDTTL > 0 {
-			t := now.Add(r.SecretIDTTL)
+			t := now.Add(time.Duration(r.SecretIDTTL))
 			rec.ExpiresAt, expiresAt = &t, &t
 		}
 		if err := putJSON(tx, secretKey(role, sum), rec); err != nil {

@@ -68,7 +68,7 @@ func TestGenerateSecretIDValidation(t *testing.T) {
 func TestListAndDestroySecretIDs(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	r := mustPutRole(t, e.svc, Role{Name: "app", SecretIDTTL: time.Hour, SecretIDNumUses: 5})
+	r := mustPutRole(t, e.svc, Role{Name: "app", SecretIDTTL: auth.Duration(time.Hour), SecretIDNumUses: 5})
 	first := mustGenerate(t, e.svc, "app", map[string]string{"host": "a"}, "10.0.0.0/24")
 	e.clock.advance(time.Minute)
 	second := mustGenerate(t, e.svc, "app", nil)
@@ -131,8 +131,8 @@ func TestListAndDestroySecretIDs(t *testing.T) {
 func TestTidyExpired(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	shortRole := mustPutRole(t, e.svc, Role{Name: "short", SecretIDTTL: time.Hour})
-	longRole := mustPutRole(t, e.svc, Role{Name: "long", SecretIDTTL: 48 * time.Hour})
+	shortRole := mustPutRole(t, e.svc, Role{Name: "short", SecretIDTTL: auth.Duration(time.Hour)})
+	longRole := mustPutRole(t, e.svc, Role{Name: "long", SecretIDTTL: auth.Duration(48 * time.Hour)})
 	mustPutRole(t, e.svc, Role{Name: "forever"})
 	const expiring = 2*pageSize + 7 // several pages
 	for range expiring {

@@ -101,7 +101,7 @@ func kubernetesRole() Role {
 			"kubernetes.io":            "whole_object", // an object: skipped
 		},
 		UserClaim:     "/kubernetes.io/serviceaccount/name",
-		TokenSettings: auth.TokenSettings{Policies: []string{"payments-read"}, TTL: time.Hour},
+		TokenSettings: auth.TokenSettings{Policies: []string{"payments-read"}, TTL: auth.Duration(time.Hour)},
 	}
 }
 

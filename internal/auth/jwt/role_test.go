@@ -53,7 +53,7 @@ func TestRoleCRUD(t *testing.T) {
 
 func TestRoleJSONNames(t *testing.T) {
 	r := Role{Name: "r", BoundAudiences: []string{"a"}, UserClaim: "sub", LeewaySeconds: 30, MaxAgeSeconds: 600,
-		TokenSettings: auth.TokenSettings{Policies: []string{"p"}, TTL: time.Minute}}
+		TokenSettings: auth.TokenSettings{Policies: []string{"p"}, TTL: auth.Duration(time.Minute)}}
 	b, err := jsonMarshal(r)
 	if err != nil {
 		t.Fatal(err)

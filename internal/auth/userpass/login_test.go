@@ -14,7 +14,7 @@ import (
 
 func TestLogin(t *testing.T) {
 	e := newEnv(t, Options{})
-	ts := auth.TokenSettings{Policies: []string{"dev", "ops"}, TTL: time.Hour, NumUses: 3}
+	ts := auth.TokenSettings{Policies: []string{"dev", "ops"}, TTL: auth.Duration(time.Hour), NumUses: 3}
 	mustPutUser(t, e.svc, UserInput{Username: "erin@example.com", Password: strp(testPassword), TokenSettings: &ts})
 	tests := []struct {
 		name     string

@@ -109,7 +109,7 @@ func TestPutUserValidation(t *testing.T) {
 func TestUserCRUD(t *testing.T) {
 	e := newEnv(t, Options{})
 	ctx := context.Background()
-	ts := auth.TokenSettings{Policies: []string{"dev"}, TTL: time.Hour}
+	ts := auth.TokenSettings{Policies: []string{"dev"}, TTL: auth.Duration(time.Hour)}
 	u := mustPutUser(t, e.svc, UserInput{Username: "bob", Password: strp(testPassword), TokenSettings: &ts})
 	if u.Username != "bob" || u.MFARequired || u.TOTPEnrolled || !slices.Equal(u.Policies, []string{"dev"}) || !u.CreatedAt.Equal(e.clock.t) {
 		t.Fatalf("PutUser = %+v", u)
