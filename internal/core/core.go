@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/coffer-dev/coffer/internal/auth"
+	"github.com/coffer-dev/coffer/internal/auth/approle"
 	"github.com/coffer-dev/coffer/internal/auth/cert"
 	"github.com/coffer-dev/coffer/internal/auth/jwt"
 	"github.com/coffer-dev/coffer/internal/auth/token"
+	"github.com/coffer-dev/coffer/internal/auth/userpass"
 	"github.com/coffer-dev/coffer/internal/authz"
 	"github.com/coffer-dev/coffer/internal/barrier"
 	"github.com/coffer-dev/coffer/internal/seal"
@@ -34,6 +36,8 @@ type Config struct {
 	KeyFile string
 	Logger  *slog.Logger
 	Now     func() time.Time
+	// Argon2 tunes userpass password hashing; zero values are the defaults.
+	Argon2 userpass.Argon2Params
 }
 
 // Core is the server state. Its methods are safe for concurrent use.
@@ -48,6 +52,8 @@ type Core struct {
 	Policies *authz.Service
 	JWT      *jwt.Service
 	Cert     *cert.Service
+	AppRole  *approle.Service
+	UserPass *userpass.Service
 
 	rootQuorum       *seal.Quorum // unseal keys presented toward generate-root
 	breakGlassIssued atomic.Int64
@@ -66,11 +72,15 @@ func New(cfg Config) *Core {
 		rootQuorum: sm.NewQuorum(),
 		backend:    cfg.Backend,
 		barrier:    b,
-		seal:       seal.New(cfg.Backend, b, cfg.KeyFile),
+		seal:       sm,
 		log:        cfg.Logger,
 		Tokens:     token.New(b, cfg.Now),
 		Secrets:    secret.New(b, cfg.Now),
 		Policies:   authz.New(b, cfg.Now),
+		JWT:        jwt.New(b, jwt.Options{Now: cfg.Now, Logger: cfg.Logger}),
+		Cert:       cert.New(b, cfg.Now),
+		AppRole:    approle.New(b, approle.Options{Now: cfg.Now}),
+		UserPass:   userpass.New(b, userpass.Options{Now: cfg.Now, Argon2: cfg.Argon2}),
 	}
 }
 

@@ -30,7 +30,8 @@ func (a *API) authMethodRoutes() []route {
 	}
 	rs = append(rs, a.roleRoutes("jwt", a.jwtPutRole, a.jwtGetRole, a.jwtDeleteRole, a.jwtListRoles)...)
 	rs = append(rs, a.roleRoutes("cert", a.certPutRole, a.certGetRole, a.certDeleteRole, a.certListRoles)...)
-	return rs
+	rs = append(rs, a.approleRoutes()...)
+	return append(rs, a.userpassRoutes()...)
 }
 
 // login issues a token for a successful auth-method login.
@@ -162,6 +163,11 @@ func nonNil(s []string) []string {
 
 // authMethodError maps the auth methods' own errors.
 func authMethodError(err error) (int, string, string, bool) {
+	for _, f := range []func(error) (int, string, string, bool){approleError, userpassError} {
+		if status, code, msg, ok := f(err); ok {
+			return status, code, msg, true
+		}
+	}
 	var jve *jwt.ValidationError
 	switch {
 	case errors.As(err, &jve):
