@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -168,7 +169,7 @@ path "prod/db/*" {
 	}
 	alice := h.c.WithToken(l.Token)
 	_, err := alice.Get(ctx, "prod/db/root", client.Current())
-	if client.ErrorCode(err) != "forbidden" || !contains(err.Error(), "mfa") {
+	if client.ErrorCode(err) != "forbidden" || !strings.Contains(err.Error(), "mfa") {
 		t.Fatalf("read without MFA = %v", err)
 	}
 	// Alice enrols TOTP on her own account.
@@ -204,15 +205,4 @@ path "prod/db/*" {
 	if s := h.do(t, h.root, "POST", "/v1/auth/userpass/users/alice/unlock", map[string]any{}, nil); s != 204 {
 		t.Fatalf("unlock = %d", s)
 	}
-}
-
-func contains(s, sub string) bool { return len(s) >= len(sub) && (s == sub || len(sub) == 0 || indexOf(s, sub) >= 0) }
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
 }
