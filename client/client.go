@@ -29,7 +29,10 @@ const DefaultAddress = "http://127.0.0.1:8210"
 type Config struct {
 	Address    string        // base URL; default DefaultAddress
 	Token      string        // sent as X-Coffer-Token
-	CACertFile string        // PEM bundle to trust for https, in addition to nothing else
+	CACertFile string        // PEM bundle to trust for https instead of the system roots
+	// ClientCertFile and ClientKeyFile present a TLS client certificate
+	// (for the cert auth method).
+	ClientCertFile, ClientKeyFile string
 	Timeout    time.Duration // per request; default 60s
 	HTTPClient *http.Client  // overrides CACertFile and Timeout
 }
@@ -57,6 +60,7 @@ func New(cfg Config) (*Client, error) {
 		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = 64
+		tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 		if cfg.CACertFile != "" {
 			pem, err := os.ReadFile(cfg.CACertFile)
 			if err != nil {
@@ -66,8 +70,16 @@ func New(cfg Config) (*Client, error) {
 			if !pool.AppendCertsFromPEM(pem) {
 				return nil, fmt.Errorf("%s holds no PEM certificate", cfg.CACertFile)
 			}
-			tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+			tlsCfg.RootCAs = pool
 		}
+		if cfg.ClientCertFile != "" || cfg.ClientKeyFile != "" {
+			cert, err := tls.LoadX509KeyPair(cfg.ClientCertFile, cfg.ClientKeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("load client certificate: %w", err)
+			}
+			tlsCfg.Certificates = []tls.Certificate{cert}
+		}
+		tr.TLSClientConfig = tlsCfg
 		hc = &http.Client{Timeout: cfg.Timeout, Transport: tr}
 	}
 	return &Client{base: u, token: cfg.Token, hc: hc}, nil

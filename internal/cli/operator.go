@@ -229,45 +229,6 @@ func (e *env) statusCommand() *cobra.Command {
 	}
 }
 
-func (e *env) loginCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "login [TOKEN | -]",
-		Short: "Check a token and store it (0600) for later commands",
-		Long: `Check a token against the server and store it in your config directory with 0600
-permissions, so later commands need no COFFER_TOKEN. With no argument it prompts.`,
-		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			tok, err := e.readSecretInput(args, "Token: ")
-			if err != nil {
-				return err
-			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			info, err := c.WithToken(tok).TokenSelf(cmd.Context())
-			if err != nil {
-				return err
-			}
-			path := tokenFile()
-			if err := os.MkdirAll(dirOf(path), 0o700); err != nil {
-				return err
-			}
-			if err := writeFileAtomic(path, []byte(tok+"\n"), 0o600); err != nil {
-				return err
-			}
-			if e.json {
-				return e.printJSON(info)
-			}
-			e.printf("Logged in as %s (policies: %s). Token stored in %s\n", info.DisplayName, strings.Join(info.Policies, ", "), path)
-			if e.getenv("COFFER_TOKEN") != "" {
-				e.printf("Note: COFFER_TOKEN is set and takes precedence over the stored token.\n")
-			}
-			return nil
-		},
-	}
-}
-
 func dirOf(path string) string {
 	i := strings.LastIndex(path, string(os.PathSeparator))
 	if i < 0 {
