@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/coffer-dev/coffer/internal/logredact"
 	"github.com/coffer-dev/coffer/internal/server"
 	"github.com/coffer-dev/coffer/internal/storage"
 	"github.com/coffer-dev/coffer/internal/storage/bolt"
@@ -46,7 +48,7 @@ Otherwise it reads --config FILE (HCL: listener, storage, seal); see docs/config
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level: %v", err)
 			}
-			log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+			log := newLogger(e.stderr, level)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			switch {
@@ -163,7 +165,7 @@ func (e *env) runConfig(ctx context.Context, log *slog.Logger, path, listen stri
 	if cfg.LogLevel != "" {
 		var level slog.Level
 		level.UnmarshalText([]byte(cfg.LogLevel))
-		log = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+		log = newLogger(e.stderr, level)
 	}
 	var tlsCfg *tls.Config
 	if cfg.Listener.TLSCertFile != "" {
@@ -218,4 +220,10 @@ func isLoopbackAddr(addr string) bool {
 		host = strings.Trim(addr[:i], "[]")
 	}
 	return host == "localhost" || host == "127.0.0.1" || strings.HasPrefix(host, "127.") || host == "::1"
+}
+
+// newLogger is the server's operational log: text to w, with credentials
+// scrubbed by logredact before they can be written.
+func newLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(logredact.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})))
 }
