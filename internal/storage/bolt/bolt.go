@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -21,6 +22,9 @@ var bucket = []byte("coffer")
 // maxBatch bounds how many Update calls share one transaction.
 const maxBatch = 512
 
+// maxLinger bounds how long a commit waits for more writers to join it.
+const maxLinger = time.Millisecond
+
 // Backend is a storage.Backend on a bbolt file. Open it with Open.
 type Backend struct {
 	db *bbolt.DB
@@ -28,6 +32,8 @@ type Backend struct {
 	queue chan *request // pending Update calls, drained by commitLoop
 	stop  chan struct{} // closed by Close
 	done  chan struct{} // closed when commitLoop returns
+
+	commits, writes atomic.Uint64 // transactions committed, Update calls in them
 
 	mu        sync.RWMutex // guards closed; held for reading while enqueueing
 	closed    bool
@@ -128,6 +134,9 @@ func (b *Backend) Update(ctx context.Context, fn func(storage.Tx) error) error {
 func (b *Backend) commitLoop() {
 	defer close(b.done)
 	batch := make([]*request, 0, maxBatch)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	prev := 1 // size of the previous batch: how many writers are likely about
 	for {
 		select {
 		case r := <-b.queue:
@@ -136,15 +145,31 @@ func (b *Backend) commitLoop() {
 			b.failPending()
 			return
 		}
-	drain:
+		// Writers whose previous commit just finished are on their way back:
+		// wait briefly for as many as the last batch held, so they share
+		// this fsync instead of paying for the next one. A lone writer never
+		// waits.
+		linger.Reset(maxLinger)
+	gather:
 		for len(batch) < maxBatch {
 			select {
 			case r := <-b.queue:
 				batch = append(batch, r)
+				continue
 			default:
-				break drain
+			}
+			if len(batch) >= prev {
+				break
+			}
+			select {
+			case r := <-b.queue:
+				batch = append(batch, r)
+			case <-linger.C:
+				break gather
 			}
 		}
+		linger.Stop()
+		prev = len(batch)
 		b.commit(batch)
 	}
 }
@@ -175,6 +200,8 @@ func (b *Backend) commit(batch []*request) {
 		}
 		return nil
 	})
+	b.commits.Add(1)
+	b.writes.Add(uint64(len(batch)))
 	for i, r := range batch {
 		if err != nil {
 			r.done <- mapErr(err)
@@ -194,6 +221,10 @@ func (b *Backend) failPending() {
 		}
 	}
 }
+
+// Stats reports how many transactions were committed and how many Update
+// calls they carried; writes/commits is the average group-commit batch.
+func (b *Backend) Stats() (commits, writes uint64) { return b.commits.Load(), b.writes.Load() }
 
 // Close stops the commit loop after the transaction in flight and closes
 // the file. Update calls still queued fail with storage.ErrClosed.
