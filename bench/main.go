@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench measures a real Coffer server against a trivial Go net/http
 // handler in the same run and prints the figures of the performance budget in
 // DESIGN.md ("Performance budget") as absolute numbers and as ratios to the
