@@ -127,7 +127,8 @@ func (s *Server) kickRewrap() {
 }
 
 // jobs runs the background work: purging secrets past their recovery
-// window and re-encrypting records after a key rotation.
+// window, removing expired tokens and secret_ids, and re-encrypting records
+// after a key rotation.
 func (s *Server) jobs() {
 	t := time.NewTicker(s.opts.JobInterval)
 	defer t.Stop()
@@ -155,6 +156,14 @@ func (s *Server) jobs() {
 			s.log.Warn("purge of deleted secrets failed", "error", err)
 		} else if n > 0 {
 			s.log.Info("purged deleted secrets", "count", n)
+		}
+		if n, err := s.Core.Tokens.TidyExpired(ctx); err != nil {
+			s.log.Warn("tidy of expired tokens failed", "error", err)
+		} else if n > 0 {
+			s.log.Debug("removed expired tokens", "count", n)
+		}
+		if _, err := s.Core.AppRole.TidyExpired(ctx); err != nil {
+			s.log.Warn("tidy of expired approle secret_ids failed", "error", err)
 		}
 		if rewrap {
 			if n, err := s.Core.RewrapKeys(ctx); err != nil {

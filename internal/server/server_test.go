@@ -1,0 +1,102 @@
+package server
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coffer-dev/coffer/client"
+	"github.com/coffer-dev/coffer/internal/storage/bolt"
+)
+
+func startServer(t *testing.T) (*Server, *client.Client, *bolt.Backend) {
+	t.Helper()
+	dir := t.TempDir()
+	be, err := bolt.Open(filepath.Join(dir, "coffer.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{Backend: be, KeyFile: filepath.Join(dir, "unseal.key"), Address: "127.0.0.1:0", JobInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	res, err := s.Core.Init(ctx, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(client.Config{Address: s.URL(), Token: res.RootToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, c, be
+}
+
+// eventually polls cond for up to five seconds; background jobs run on a
+// 20ms tick in these tests.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("%s did not happen", what)
+}
+
+func TestRotateKeyRewrapsInBackground(t *testing.T) {
+	_, c, be := startServer(t)
+	ctx := context.Background()
+	for _, n := range []string{"a/1", "a/2", "a/3"} {
+		if _, err := c.PutText(ctx, n, "v-"+n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k, err := c.RotateKey(ctx)
+	if err != nil || k.Term != 2 {
+		t.Fatalf("rotate = %+v, %v", k, err)
+	}
+	// Every record leaves term 1: the header's term field is bytes 1..4.
+	eventually(t, "rewrap", func() bool {
+		keys, _ := be.List(ctx, "secret/", "", 0)
+		for _, key := range keys {
+			raw, _ := be.Get(ctx, key)
+			if raw[4] != 2 {
+				return false
+			}
+		}
+		return len(keys) > 0
+	})
+	for _, n := range []string{"a/1", "a/2", "a/3"} {
+		if s, err := c.Get(ctx, n, client.Current()); err != nil || s.Text() != "v-"+n {
+			t.Fatalf("read %s after rewrap = %v, %v", n, s, err)
+		}
+	}
+}
+
+func TestSealedServerRefusesButAnswersHealth(t *testing.T) {
+	_, c, _ := startServer(t)
+	ctx := context.Background()
+	if err := c.Seal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutText(ctx, "x", "v"); client.ErrorCode(err) != "sealed" {
+		t.Fatalf("write while sealed = %v", err)
+	}
+	h, err := c.Health(ctx)
+	if err != nil || !h.Sealed || h.StatusCode != 503 {
+		t.Fatalf("health while sealed = %+v, %v", h, err)
+	}
+	if _, err := c.SealStatus(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.LoginAppRole(ctx, "x", "y"); err == nil || !strings.Contains(err.Error(), "sealed") {
+		t.Fatalf("login while sealed = %v", err)
+	}
+}
