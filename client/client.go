@@ -27,14 +27,14 @@ const DefaultAddress = "http://127.0.0.1:8210"
 
 // Config configures a Client. Zero values mean defaults.
 type Config struct {
-	Address    string        // base URL; default DefaultAddress
-	Token      string        // sent as X-Coffer-Token
-	CACertFile string        // PEM bundle to trust for https instead of the system roots
+	Address    string // base URL; default DefaultAddress
+	Token      string // sent as X-Coffer-Token
+	CACertFile string // PEM bundle to trust for https instead of the system roots
 	// ClientCertFile and ClientKeyFile present a TLS client certificate
 	// (for the cert auth method).
 	ClientCertFile, ClientKeyFile string
-	Timeout    time.Duration // per request; default 60s
-	HTTPClient *http.Client  // overrides CACertFile and Timeout
+	Timeout                       time.Duration // per request; default 60s
+	HTTPClient                    *http.Client  // overrides CACertFile and Timeout
 }
 
 // Client talks to one Coffer server.
