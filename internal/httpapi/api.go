@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -16,7 +17,9 @@ import (
 	"time"
 
 	"github.com/coffer-dev/coffer/internal/auth"
+	"github.com/coffer-dev/coffer/internal/authz"
 	"github.com/coffer-dev/coffer/internal/core"
+	"github.com/coffer-dev/coffer/internal/metrics"
 )
 
 // MaxBodySize caps every request body.
@@ -79,16 +82,19 @@ type Config struct {
 	// OnKeyRotated is called after a keyring rotation so the server can
 	// start re-encrypting old records.
 	OnKeyRotated func()
+	// Metrics receives request counters; nil makes a private set.
+	Metrics *metrics.Metrics
 }
 
 // API serves /v1.
 type API struct {
-	core   *core.Core
-	cfg    Config
-	authz  Authorizer
-	log    *slog.Logger
-	mux    *http.ServeMux
-	routes []route
+	core    *core.Core
+	cfg     Config
+	metrics *metrics.Metrics
+	authz   Authorizer
+	log     *slog.Logger
+	mux     *http.ServeMux
+	routes  []route
 }
 
 // New builds the API and registers every route.
@@ -100,6 +106,10 @@ func New(cfg Config) *API {
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
+	if a.cfg.Metrics == nil {
+		a.cfg.Metrics = metrics.New()
+	}
+	a.metrics = a.cfg.Metrics
 	a.routes = a.table()
 	for _, rt := range a.routes {
 		a.mux.Handle(rt.method+" "+rt.pattern, a.wrap(rt))
@@ -154,8 +164,13 @@ func (a *API) wrap(rt route) http.Handler {
 				a.log.Error("request failed", "request_id", id, "op", rt.op.Name, "error", err)
 			}
 		}
-		a.log.Debug("request", "request_id", id, "op", rt.op.Name, "status", status,
-			"duration", time.Since(start))
+		elapsed := time.Since(start)
+		a.metrics.Requests.WithLabelValues(rt.op.Name, metrics.CodeClass(status)).Inc()
+		a.metrics.RequestDuration.WithLabelValues(rt.op.Name).Observe(elapsed.Seconds())
+		if reason := refusalReason(status, err); reason != "" {
+			a.metrics.Refused.WithLabelValues(reason, a.metrics.Prefix(rt.policyPath(req))).Inc()
+		}
+		a.log.Debug("request", "request_id", id, "op", rt.op.Name, "status", status, "duration", elapsed)
 	})
 }
 
@@ -182,6 +197,9 @@ func (a *API) serve(rt route, req *request) (int, error) {
 	body, err := rt.handle(req)
 	if err != nil {
 		return 0, err
+	}
+	if raw, ok := body.(rawResponse); ok {
+		return raw(req.w), nil
 	}
 	status := req.status
 	if status == 0 {
@@ -219,6 +237,27 @@ func sourceAddr(r *http.Request) netip.Addr {
 // fixed returns a path function for routes whose policy path does not vary.
 func fixed(path string) func(*request) string {
 	return func(*request) string { return path }
+}
+
+// rawResponse lets a handler write a non-JSON answer itself; it returns the status.
+type rawResponse func(http.ResponseWriter) int
+
+// refusalReason names why a request was refused, for the refusal counter.
+func refusalReason(status int, err error) string {
+	var d *authz.Denied
+	switch {
+	case status == http.StatusUnauthorized:
+		return "unauthenticated"
+	case status == http.StatusForbidden && errors.As(err, &d) && d.MFARequired:
+		return "mfa_required"
+	case status == http.StatusForbidden:
+		return "forbidden"
+	case status == http.StatusTooManyRequests:
+		return "throttled"
+	case status == http.StatusServiceUnavailable:
+		return "unavailable"
+	}
+	return ""
 }
 
 // requestToken takes the token from X-Coffer-Token or a Bearer Authorization header.

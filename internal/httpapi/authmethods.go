@@ -3,6 +3,7 @@ package httpapi
 import (
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/coffer-dev/coffer/internal/auth"
 	"github.com/coffer-dev/coffer/internal/auth/cert"
@@ -36,9 +37,12 @@ func (a *API) authMethodRoutes() []route {
 
 // login issues a token for a successful auth-method login.
 func (a *API) login(r *request, l *auth.Login, err error) (any, error) {
+	method := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v1/auth/"), "/login")
 	if err != nil {
+		a.metrics.Logins.WithLabelValues(method, "failure").Inc()
 		return nil, err
 	}
+	a.metrics.Logins.WithLabelValues(method, "success").Inc()
 	tok, e, err := a.core.IssueLogin(r.ctx, l)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 func (a *API) emergencyRoutes() []route {
@@ -29,6 +31,7 @@ func (a *API) breakGlass(r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.metrics.BreakGlass.Inc()
 	r.status = http.StatusCreated
 	return map[string]any{"token": tok, "record": rec}, nil
 }
@@ -68,4 +71,19 @@ func (a *API) generateRoot(r *request) (any, error) {
 		out["root_token"] = tok
 	}
 	return out, nil
+}
+
+func (a *API) metricsRoutes() []route {
+	return []route{
+		{"GET", "/v1/sys/metrics", Op{"sys.metrics", "read"}, authenticated, a.serveMetrics, fixed("sys/metrics")},
+	}
+}
+
+// serveMetrics answers in the Prometheus text format.
+func (a *API) serveMetrics(r *request) (any, error) {
+	h := promhttp.HandlerFor(a.metrics.Registry, promhttp.HandlerOpts{})
+	return rawResponse(func(w http.ResponseWriter) int {
+		h.ServeHTTP(w, r.Request)
+		return http.StatusOK
+	}), nil
 }

@@ -1,0 +1,63 @@
+package httpapi_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/coffer-dev/coffer/client"
+)
+
+func scrape(t *testing.T, h *harness) string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", h.srv.URL+"/v1/sys/metrics", nil)
+	req.Header.Set("X-Coffer-Token", h.root)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("metrics = %d %s", resp.StatusCode, b)
+	}
+	return string(b)
+}
+
+// TestMetricsMove checks that each counter moves when its event happens and
+// that no label carries a secret name or a token.
+func TestMetricsMove(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	h.c.PutText(ctx, "prod/payments/db", "v")
+	h.c.PutText(ctx, "toplevelsecretname", "v")
+	h.c.Get(ctx, "prod/payments/db", client.Current())
+	h.c.WithToken("").Get(ctx, "prod/payments/db", client.Current())
+	weak, _ := h.c.CreateToken(ctx, client.TokenCreateInput{Policies: []string{"none"}})
+	h.c.WithToken(weak.Token).Get(ctx, "toplevelsecretname", client.Current())
+	h.c.LoginUserpass(ctx, "nobody", "wrong password", "")
+	h.c.ApplyPolicies(ctx, map[string]string{"oncall": `path "sys/break-glass" { capabilities = ["update"] }`}, false)
+	h.c.BreakGlass(ctx, "INC-1: testing that the metric moves", []string{"oncall"}, "")
+	out := scrape(t, h)
+	for _, want := range []string{
+		`coffer_requests_total{code="2xx",op="secret.read"} 1`,
+		`coffer_requests_total{code="4xx",op="secret.read"} 2`,
+		`coffer_refused_requests_total{prefix="prod",reason="unauthenticated"} 1`,
+		`coffer_refused_requests_total{prefix="top-level",reason="forbidden"} 1`,
+		`coffer_logins_total{method="userpass",result="failure"} 1`,
+		`coffer_break_glass_tokens_issued_total 1`,
+		`coffer_request_duration_seconds_bucket{op="secret.write"`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	for _, leak := range []string{"toplevelsecretname", "payments/db", h.root, weak.Token} {
+		if strings.Contains(out, leak) {
+			t.Errorf("metrics hold %q", leak)
+		}
+	}
+}
