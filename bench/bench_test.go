@@ -52,8 +52,8 @@ func TestProcReaders(t *testing.T) {
 	if _, err := cpuTimes(os.Getpid()); err != nil {
 		t.Fatal(err)
 	}
-	if rss, err := rssBytes(os.Getpid()); err != nil || rss <= 0 {
-		t.Fatalf("rssBytes = %d, %v", rss, err)
+	if m, err := readMemory(os.Getpid()); err != nil || m.RSS <= 0 || m.Anon <= 0 || m.File <= 0 {
+		t.Fatalf("readMemory = %+v, %v", m, err)
 	}
 	if busy, total, err := hostCPU(); err != nil || busy <= 0 || total < busy {
 		t.Fatalf("hostCPU = %d, %d, %v", busy, total, err)

@@ -141,11 +141,11 @@ func run(ctx context.Context, o options) error {
 	if err := runSteps(ctx, o, rep, trivial, cof, token); err != nil {
 		return err
 	}
-	rep.CofferRSSBytes, err = rssBytes(cof.pid())
-	if err != nil {
+	if rep.Coffer, err = readMemory(cof.pid()); err != nil {
 		return err
 	}
-	rep.TrivialRSSBytes, _ = rssBytes(trivial.pid())
+	rep.Trivial, _ = readMemory(trivial.pid())
+	rep.DBBytes = fileSize(dbPath(dir))
 
 	fmt.Fprintln(os.Stderr, "restarting coffer ...")
 	cof, rep.Restart, err = restartCoffer(ctx, cof)

@@ -58,23 +58,35 @@ func ticks(n int64) time.Duration {
 	return time.Duration(n) * time.Second / time.Duration(clockTicks())
 }
 
-// rssBytes returns the resident set size of process pid (VmRSS in
-// /proc/PID/status).
-func rssBytes(pid int) (int64, error) {
+// memory is a process's resident set, from /proc/PID/status.
+type memory struct {
+	RSS  int64 `json:"rss_bytes"`  // VmRSS: all resident pages
+	Anon int64 `json:"anon_bytes"` // RssAnon: heap, stacks
+	File int64 `json:"file_bytes"` // RssFile: mapped files (binary, bolt's mmap)
+}
+
+// readMemory returns the resident set sizes of process pid.
+func readMemory(pid int) (memory, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, err
+		return memory{}, err
 	}
+	var m memory
+	fields := map[string]*int64{"VmRSS:": &m.RSS, "RssAnon:": &m.Anon, "RssFile:": &m.File}
 	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		name, v, _ := strings.Cut(line, "\t")
+		if dst := fields[name]; dst != nil {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("/proc/%d/status: bad VmRSS %q", pid, v)
+				return memory{}, fmt.Errorf("/proc/%d/status: bad %s %q", pid, name, v)
 			}
-			return kb << 10, nil
+			*dst = kb << 10
 		}
 	}
-	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+	if m.RSS == 0 {
+		return memory{}, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+	}
+	return m, nil
 }
 
 // hostCPU returns the machine's busy and total CPU time so far, in clock

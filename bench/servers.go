@@ -191,7 +191,7 @@ func startCoffer(ctx context.Context, dir, bin string) (*proc, error) {
 		return nil, err
 	}
 	cfg := fmt.Sprintf("listener \"tcp\" { address = %q }\nstorage \"bolt\" { path = %q }\nseal \"keyfile\" { path = %q }\n",
-		addr, filepath.Join(dir, "data", "coffer.db"), filepath.Join(dir, "unseal.key"))
+		addr, dbPath(dir), filepath.Join(dir, "unseal.key"))
 	cfgPath := filepath.Join(dir, "coffer.hcl")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -209,6 +209,18 @@ func startCoffer(ctx context.Context, dir, bin string) (*proc, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// dbPath is the bolt file of the Coffer server in dir.
+func dbPath(dir string) string { return filepath.Join(dir, "data", "coffer.db") }
+
+// fileSize returns the size of the file at path, or 0.
+func fileSize(path string) int64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
 }
 
 // initCoffer initializes the server (the key-file seal unseals it at once)
