@@ -199,18 +199,25 @@ func request(p *auth.Principal, c auth.Check, now time.Time) policy.Request {
 
 // Authorize answers c for p: nil, or a *Denied (which matches auth.ErrForbidden).
 func (s *Service) Authorize(ctx context.Context, p *auth.Principal, c auth.Check) error {
+	_, err := s.Decide(ctx, p, c)
+	return err
+}
+
+// Decide is Authorize that also returns the decision, naming the rule that
+// allowed or denied, for the audit record.
+func (s *Service) Decide(ctx context.Context, p *auth.Principal, c auth.Check) (policy.Decision, error) {
 	if p.Root() {
-		return nil
+		return policy.Decision{Allowed: true, Policy: RootPolicy, Reason: "root token"}, nil
 	}
 	set, err := s.set(p.Policies)
 	if err != nil {
-		return err
+		return policy.Decision{}, err
 	}
 	d := set.Evaluate(request(p, c, s.now()))
 	if d.Allowed {
-		return nil
+		return d, nil
 	}
-	return &Denied{Decision: d, Path: c.Path, Capability: c.Capability, MFARequired: d.MFARequired}
+	return d, &Denied{Decision: d, Path: c.Path, Capability: c.Capability, MFARequired: d.MFARequired}
 }
 
 // Explanation is the answer of Explain.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/coffer-dev/coffer/internal/core"
 	"github.com/coffer-dev/coffer/internal/logredact"
 	"github.com/coffer-dev/coffer/internal/server"
 	"github.com/coffer-dev/coffer/internal/storage"
@@ -80,10 +81,21 @@ func (e *env) runDev(ctx context.Context, log *slog.Logger, listen, dataDir stri
 		return fmt.Errorf("--dev listens on loopback only; %s is not", listen)
 	}
 	var (
-		be      storage.Backend = mem.New()
-		keyFile string
-		where   = "in memory; everything is lost when it stops"
+		be       storage.Backend = mem.New()
+		keyFile  string
+		where    = "in memory; everything is lost when it stops"
+		auditDir string
 	)
+	if dataDir == "" {
+		tmp, err := os.MkdirTemp("", "coffer-dev-audit-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		auditDir = tmp
+	} else {
+		auditDir = filepath.Join(dataDir, "audit")
+	}
 	if dataDir != "" {
 		if err := os.MkdirAll(dataDir, 0o700); err != nil {
 			return err
@@ -94,7 +106,7 @@ func (e *env) runDev(ctx context.Context, log *slog.Logger, listen, dataDir stri
 		}
 		be, keyFile, where = b, filepath.Join(dataDir, "unseal.key"), "in "+dataDir
 	}
-	srv, err := server.New(server.Options{Backend: be, KeyFile: keyFile, Address: listen, Logger: log})
+	srv, err := server.New(server.Options{Backend: be, KeyFile: keyFile, Address: listen, Logger: log, Audit: core.AuditConfig{Dir: auditDir}})
 	if err != nil {
 		be.Close()
 		return err
@@ -111,13 +123,14 @@ func (e *env) runDev(ctx context.Context, log *slog.Logger, listen, dataDir stri
 
   Address:    %s
   Root token: %s
+  Audit log:  %s
 
 Paste these lines to point the CLI at it:
 
   export COFFER_ADDR=%s
   export COFFER_TOKEN=%s
 
-`, where, srv.URL(), root, srv.URL(), root)
+`, where, srv.URL(), root, auditDir, srv.URL(), root)
 	<-ctx.Done()
 	return shutdown(srv, log)
 }
@@ -186,7 +199,7 @@ func (e *env) runConfig(ctx context.Context, log *slog.Logger, path, listen stri
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Options{Backend: be, KeyFile: cfg.KeyFile(), Address: cfg.Listener.Address, TLS: tlsCfg, Logger: log})
+	srv, err := server.New(server.Options{Backend: be, KeyFile: cfg.KeyFile(), Address: cfg.Listener.Address, TLS: tlsCfg, Logger: log, Audit: cfg.AuditConfig(), AuditSinks: cfg.AuditSinks()})
 	if err != nil {
 		be.Close()
 		return err

@@ -38,6 +38,8 @@ type Config struct {
 	Now     func() time.Time
 	// Argon2 tunes userpass password hashing; zero values are the defaults.
 	Argon2 userpass.Argon2Params
+	// Audit configures the local audit log; an empty Dir disables it.
+	Audit AuditConfig
 }
 
 // Core is the server state. Its methods are safe for concurrent use.
@@ -55,6 +57,9 @@ type Core struct {
 	AppRole  *approle.Service
 	UserPass *userpass.Service
 
+	auditCfg AuditConfig
+	audit    atomic.Pointer[auditState] // nil while sealed or disabled
+
 	rootQuorum       *seal.Quorum // unseal keys presented toward generate-root
 	breakGlassIssued atomic.Int64
 
@@ -70,6 +75,7 @@ func New(cfg Config) *Core {
 	sm := seal.New(cfg.Backend, b, cfg.KeyFile)
 	return &Core{
 		rootQuorum: sm.NewQuorum(),
+		auditCfg:   cfg.Audit,
 		backend:    cfg.Backend,
 		barrier:    b,
 		seal:       sm,
@@ -124,10 +130,7 @@ func (c *Core) Init(ctx context.Context, shares, threshold int) (*InitResult, er
 	if err != nil {
 		return nil, err
 	}
-	if err := c.Tokens.Load(ctx); err != nil {
-		return nil, err
-	}
-	if err := c.Policies.Load(ctx); err != nil {
+	if err := c.afterUnsealLocked(ctx); err != nil {
 		return nil, err
 	}
 	tok, _, err := c.Tokens.Create(ctx, token.CreateInput{DisplayName: "root", Method: "root", Policies: []string{"root"}, NoExpiry: true})
@@ -183,6 +186,10 @@ func (c *Core) afterUnsealLocked(ctx context.Context) error {
 		c.sealLocked()
 		return err
 	}
+	if err := c.openAuditLocked(ctx); err != nil {
+		c.sealLocked()
+		return err
+	}
 	c.log.Info("unsealed")
 	return nil
 }
@@ -196,6 +203,7 @@ func (c *Core) Seal() {
 }
 
 func (c *Core) sealLocked() {
+	c.closeAuditLocked()
 	c.Tokens.Reset()
 	c.Policies.Reset()
 	c.seal.Seal()

@@ -20,15 +20,16 @@ import (
 	"github.com/coffer-dev/coffer/internal/authz"
 	"github.com/coffer-dev/coffer/internal/core"
 	"github.com/coffer-dev/coffer/internal/metrics"
+	"github.com/coffer-dev/coffer/internal/policy"
 )
 
 // MaxBodySize caps every request body.
 const MaxBodySize = 1 << 20
 
 // Authorizer decides whether a principal may perform an operation on a
-// path. It returns nil or an error wrapping auth.ErrForbidden.
+// path. It returns the decision, and nil or an error wrapping auth.ErrForbidden.
 type Authorizer interface {
-	Authorize(ctx context.Context, p *auth.Principal, c Check) error
+	Decide(ctx context.Context, p *auth.Principal, c Check) (policy.Decision, error)
 }
 
 // Check is one authorization question.
@@ -72,6 +73,23 @@ type request struct {
 	principal *auth.Principal // nil on public routes
 	w         http.ResponseWriter
 	status    int // set by handlers that do not answer 200
+
+	// For the audit record, set along the way.
+	decision *policy.Decision // the last authorization decision
+	version  int              // the secret version read or written
+	stage    string
+	hmacs    map[string]string // sensitive fields, to be HMACed
+}
+
+// sensitive records a field whose value the audit record holds only as an HMAC.
+func (r *request) sensitive(field, value string) {
+	if value == "" {
+		return
+	}
+	if r.hmacs == nil {
+		r.hmacs = map[string]string{}
+	}
+	r.hmacs[field] = value
 }
 
 // Config configures the API.
@@ -148,7 +166,10 @@ type RouteInfo struct {
 	Public              bool
 }
 
-// wrap is the request pipeline every route goes through.
+// wrap is the request pipeline every route goes through: request id,
+// body cap, seal check, authentication, authorization, the handler, then
+// the audit record, made durable before the answer is written (audit fails
+// closed), then metrics.
 func (a *API) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -157,12 +178,22 @@ func (a *API) wrap(rt route) http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodySize)
 		req := &request{Request: r, ctx: r.Context(), id: id, w: w}
-		status, err := a.serve(rt, req)
+		resp, err := a.serve(rt, req)
+		status := resp.status
+		if err != nil {
+			status, _, _ = mapError(err)
+		}
+		if aerr := a.record(rt, req, status, err, time.Since(start)); aerr != nil {
+			a.log.Error("audit record failed; refusing the request", "request_id", id, "op", rt.op.Name, "error", aerr)
+			err, resp = aerr, response{}
+		}
 		if err != nil {
 			status = writeError(w, err, id)
-			if status >= 500 {
+			if status >= 500 && !errors.Is(err, core.ErrAuditUnavailable) {
 				a.log.Error("request failed", "request_id", id, "op", rt.op.Name, "error", err)
 			}
+		} else {
+			status = resp.write(w)
 		}
 		elapsed := time.Since(start)
 		a.metrics.Requests.WithLabelValues(rt.op.Name, metrics.CodeClass(status)).Inc()
@@ -174,43 +205,66 @@ func (a *API) wrap(rt route) http.Handler {
 	})
 }
 
-func (a *API) serve(rt route, req *request) (int, error) {
+// response is a handler's answer, written only after the audit record.
+type response struct {
+	status int
+	body   any
+	raw    rawResponse
+}
+
+func (resp response) write(w http.ResponseWriter) int {
+	switch {
+	case resp.raw != nil:
+		return resp.raw(w)
+	case resp.body == nil:
+		w.WriteHeader(http.StatusNoContent)
+		return http.StatusNoContent
+	default:
+		writeJSON(w, resp.status, resp.body)
+		return resp.status
+	}
+}
+
+func (a *API) serve(rt route, req *request) (response, error) {
 	if rt.access == authenticated {
 		if a.core.Sealed() {
-			return 0, core.ErrSealed
+			return response{}, core.ErrSealed
+		}
+		// Fail closed before acting: an operation whose record cannot be
+		// kept is not performed.
+		if err := a.core.AuditReady(req.ctx); err != nil {
+			return response{}, err
 		}
 		tok := requestToken(req.Request)
 		if tok == "" {
-			return 0, auth.ErrUnauthenticated
+			return response{}, auth.ErrUnauthenticated
 		}
 		p, err := a.core.Authenticate(req.ctx, tok)
 		if err != nil {
-			return 0, err
+			return response{}, err
 		}
 		req.principal = p
 		if rt.op.Capability != capSelf && rt.op.Capability != capCustom {
 			if err := a.authorize(req, rt.op.Name, rt.policyPath(req), rt.op.Capability); err != nil {
-				return 0, err
+				return response{}, err
 			}
 		}
 	}
 	body, err := rt.handle(req)
 	if err != nil {
-		return 0, err
+		return response{}, err
 	}
 	if raw, ok := body.(rawResponse); ok {
-		return raw(req.w), nil
+		return response{status: http.StatusOK, raw: raw}, nil
 	}
 	status := req.status
 	if status == 0 {
 		status = http.StatusOK
 	}
 	if body == nil {
-		req.w.WriteHeader(http.StatusNoContent)
-		return http.StatusNoContent, nil
+		status = http.StatusNoContent
 	}
-	writeJSON(req.w, status, body)
-	return status, nil
+	return response{status: status, body: body}, nil
 }
 
 func (rt route) policyPath(r *request) string {
@@ -220,9 +274,14 @@ func (rt route) policyPath(r *request) string {
 	return r.PathValue("name")
 }
 
-// authorize asks the authorizer about one path and capability.
+// authorize asks the authorizer about one path and capability and keeps
+// the decision for the audit record.
 func (a *API) authorize(r *request, op, path, capability string) error {
-	return a.authz.Authorize(r.ctx, r.principal, Check{Op: op, Path: path, Capability: capability, Source: sourceAddr(r.Request)})
+	d, err := a.authz.Decide(r.ctx, r.principal, Check{Op: op, Path: path, Capability: capability, Source: sourceAddr(r.Request)})
+	if err == nil || errors.Is(err, auth.ErrForbidden) {
+		r.decision = &d
+	}
+	return err
 }
 
 // sourceAddr is the client's address as the listener saw it.

@@ -91,6 +91,7 @@ func (a *API) approleLogin(r *request) (any, error) {
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
+	r.sensitive("role_id", in.RoleID)
 	l, err := a.core.AppRole.Login(r.ctx, in.RoleID, in.SecretID, sourceAddr(r.Request))
 	return a.login(r, l, err)
 }

@@ -47,6 +47,7 @@ func (a *API) login(r *request, l *auth.Login, err error) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.principal = e.Principal() // the audit record names who logged in
 	return map[string]any{"token": tok, "info": infoOf(e)}, nil
 }
 

@@ -1,9 +1,13 @@
 package httpapi
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/coffer-dev/coffer/internal/audit"
 )
 
 func (a *API) emergencyRoutes() []route {
@@ -76,7 +80,38 @@ func (a *API) generateRoot(r *request) (any, error) {
 func (a *API) metricsRoutes() []route {
 	return []route{
 		{"GET", "/v1/sys/metrics", Op{"sys.metrics", "read"}, authenticated, a.serveMetrics, fixed("sys/metrics")},
+		{"POST", "/v1/sys/audit/hash", Op{"audit.hash", "read"}, authenticated, a.auditHash, fixed("sys/audit")},
+		{"GET", "/v1/sys/audit/public-key", Op{"audit.public-key", "read"}, authenticated, a.auditPublicKey, fixed("sys/audit")},
 	}
+}
+
+// auditHash returns the HMAC an audit record would hold for a value, so an
+// investigator can search the log for a known value without the log ever
+// holding it.
+func (a *API) auditHash(r *request) (any, error) {
+	var in struct {
+		Input string `json:"input"`
+	}
+	if err := decode(r, &in); err != nil {
+		return nil, err
+	}
+	h, err := a.core.AuditHMAC(in.Input)
+	if err != nil {
+		return nil, badRequest("audit is not enabled on this server")
+	}
+	return map[string]string{"hmac": h}, nil
+}
+
+func (a *API) auditPublicKey(r *request) (any, error) {
+	pub, err := a.core.AuditPublicKey()
+	if err != nil {
+		return nil, badRequest("audit is not enabled on this server")
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"key_id": audit.PublicKeyID(pub), "public_key_pem": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))}, nil
 }
 
 // serveMetrics answers in the Prometheus text format.

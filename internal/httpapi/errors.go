@@ -11,6 +11,7 @@ import (
 	"github.com/coffer-dev/coffer/internal/auth"
 	"github.com/coffer-dev/coffer/internal/authz"
 	"github.com/coffer-dev/coffer/internal/barrier"
+	"github.com/coffer-dev/coffer/internal/core"
 	"github.com/coffer-dev/coffer/internal/policy"
 	"github.com/coffer-dev/coffer/internal/seal"
 	"github.com/coffer-dev/coffer/internal/secret"
@@ -64,6 +65,8 @@ func mapError(err error) (int, string, string) {
 		return http.StatusUnauthorized, "unauthenticated", "missing, invalid, expired or revoked token; set COFFER_TOKEN or run coffer login"
 	case errors.Is(err, auth.ErrForbidden):
 		return http.StatusForbidden, "forbidden", forbiddenMessage(err)
+	case errors.Is(err, core.ErrAuditUnavailable):
+		return http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written, so requests are refused; see the server log"
 	case errors.Is(err, barrier.ErrSealed):
 		return http.StatusServiceUnavailable, "sealed", "server is sealed; unseal it with coffer operator unseal"
 	case errors.Is(err, seal.ErrNotInitialized), errors.Is(err, barrier.ErrNotInitialized):

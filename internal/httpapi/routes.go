@@ -30,7 +30,7 @@ func (a *API) coreRoutes() []route {
 		{"POST", "/v1/sys/rotate-key", Op{"sys.rotate-key", "admin"}, authenticated, a.rotateKey, fixed("sys/rotate-key")},
 		{"GET", "/v1/sys/key-status", Op{"sys.key-status", "read"}, authenticated, a.keyStatus, fixed("sys/key-status")},
 
-		{"GET", "/v1/secrets", Op{"secret.list", capCustom}, authenticated, a.listSecrets, nil},
+		{"GET", "/v1/secrets", Op{"secret.list", capCustom}, authenticated, a.listSecrets, func(r *request) string { return r.URL.Query().Get("prefix") }},
 		{"GET", "/v1/secrets/{name...}", Op{"secret.read", "read"}, authenticated, a.getSecret, nil},
 		{"PUT", "/v1/secrets/{name...}", Op{"secret.write", capCustom}, authenticated, a.putSecret, nil},
 		{"DELETE", "/v1/secrets/{name...}", Op{"secret.delete", "delete"}, authenticated, a.deleteSecret, nil},
@@ -46,14 +46,16 @@ func (a *API) coreRoutes() []route {
 func (a *API) health(r *request) (any, error) {
 	st, err := a.core.Status(r.ctx)
 	storageErr := a.core.HealthCheck(r.ctx)
+	auditErr := a.core.AuditHealthy()
 	body := map[string]any{
 		"initialized": st.Initialized,
 		"sealed":      st.Sealed,
 		"storage_ok":  err == nil && storageErr == nil,
+		"audit_ok":    auditErr == nil,
 		"time":        time.Now().UTC(),
 	}
 	switch {
-	case err != nil || storageErr != nil:
+	case err != nil || storageErr != nil || auditErr != nil:
 		r.status = http.StatusServiceUnavailable
 	case !st.Initialized:
 		r.status = http.StatusNotImplemented
@@ -136,10 +138,12 @@ func (a *API) getSecret(r *request) (any, error) {
 		sel.Version = n
 	}
 	sel.Stage = q.Get("stage")
+	r.version, r.stage = sel.Version, sel.Stage
 	v, err := a.core.Secrets.Get(r.ctx, r.PathValue("name"), sel)
 	if err != nil {
 		return nil, err
 	}
+	r.version = v.Version
 	out := secretValue{Name: v.Name, Version: v.Version, Stages: v.Stages, Type: v.Type, CreatedAt: v.CreatedAt}
 	switch v.Type {
 	case secret.TypeJSON:
@@ -189,11 +193,16 @@ func (a *API) putSecret(r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.sensitive("value", string(data))
+	r.sensitive("idempotency_token", in.IdempotencyToken)
 	res, err := a.core.Secrets.Put(r.ctx, secret.PutInput{
 		Name: r.PathValue("name"), Value: data, Type: typ, CAS: in.CAS,
 		IdempotencyToken: in.IdempotencyToken, Stages: in.Stages, Actor: r.principal.Name,
 		Description: in.Description, Tags: in.Tags, MaxVersions: in.MaxVersions, ExpiresAt: in.ExpiresAt,
 	})
+	if res != nil {
+		r.version = res.Version
+	}
 	if createOnly && errors.Is(err, secret.ErrCASMismatch) {
 		return nil, fmt.Errorf("%w: the secret exists and the token may only create", auth.ErrForbidden)
 	}

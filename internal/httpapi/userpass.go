@@ -131,6 +131,7 @@ func (a *API) userpassLogin(r *request) (any, error) {
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
+	r.sensitive("username", in.Username)
 	l, err := a.core.UserPass.Login(r.ctx, in.Username, in.Password, in.TOTP)
 	var le *userpass.LockedError
 	if errors.As(err, &le) {

@@ -4,11 +4,19 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/coffer-dev/coffer/internal/auditsink"
+	"github.com/coffer-dev/coffer/internal/core"
 )
 
 // MaxConfigSize bounds a configuration file.
@@ -30,7 +38,39 @@ type Config struct {
 	Listener Listener `hcl:"listener,block"`
 	Storage  Storage  `hcl:"storage,block"`
 	Seal     *Seal    `hcl:"seal,block"`
+	Audit    *Audit   `hcl:"audit,block"`
 	LogLevel string   `hcl:"log_level,optional"`
+}
+
+// Audit configures the local audit log. It is on by default, in an "audit"
+// directory beside the storage file; only `enabled = false` turns it off.
+type Audit struct {
+	Enabled         *bool  `hcl:"enabled,optional"`
+	Path            string `hcl:"path,optional"`
+	MaxFileMB       int    `hcl:"max_file_mb,optional"`
+	MaxFileAge      string `hcl:"max_file_age,optional"`
+	Retention       string `hcl:"retention,optional"`
+	CheckpointEvery int    `hcl:"checkpoint_every,optional"`
+	Sinks           []Sink `hcl:"sink,block"`
+}
+
+// Sink is a remote audit destination fed from the local log:
+//
+//	sink "siem" {
+//	  type    = "webhook"              # webhook, syslog or stdout
+//	  url     = "https://siem.example/collect"
+//	  headers = { Authorization = "Splunk ..." }
+//	}
+//	sink "local-syslog" {
+//	  type    = "syslog"
+//	  address = "udp://127.0.0.1:514"  # udp://, tcp:// or unix:///dev/log
+//	}
+type Sink struct {
+	Name    string            `hcl:"name,label"`
+	Type    string            `hcl:"type"`
+	URL     string            `hcl:"url,optional"`
+	Headers map[string]string `hcl:"headers,optional"`
+	Address string            `hcl:"address,optional"`
 }
 
 // Listener is the API listener.
@@ -115,6 +155,29 @@ func (c *Config) validate(file string) error {
 			return fmt.Errorf("%s: seal %q: supported types are \"shamir\" and \"keyfile\"", file, c.Seal.Type)
 		}
 	}
+	if a := c.Audit; a != nil {
+		for name, v := range map[string]string{"max_file_age": a.MaxFileAge, "retention": a.Retention} {
+			if v == "" {
+				continue
+			}
+			if d, err := time.ParseDuration(v); err != nil || d < 0 {
+				return fmt.Errorf("%s: audit %s must be a duration like 24h", file, name)
+			}
+		}
+		if a.MaxFileMB < 0 || a.MaxFileMB > 10240 || a.CheckpointEvery < 0 {
+			return fmt.Errorf("%s: audit max_file_mb must be 1 to 10240 and checkpoint_every positive", file)
+		}
+		seen := map[string]bool{}
+		for _, sk := range a.Sinks {
+			if seen[sk.Name] || !sinkName.MatchString(sk.Name) {
+				return fmt.Errorf("%s: audit sink %q: names must be unique and match [a-z0-9_-]{1,64}", file, sk.Name)
+			}
+			seen[sk.Name] = true
+			if _, err := sk.Build(); err != nil {
+				return fmt.Errorf("%s: audit sink %q: %v", file, sk.Name, err)
+			}
+		}
+	}
 	switch c.LogLevel {
 	case "", "debug", "info", "warn", "error":
 	default:
@@ -137,4 +200,63 @@ func (c *Config) KeyFile() string {
 		return c.Seal.Path
 	}
 	return ""
+}
+
+// AuditConfig returns the audit settings for the core: the directory (empty
+// when disabled) and rotation options.
+func (c *Config) AuditConfig() core.AuditConfig {
+	a := c.Audit
+	if a == nil {
+		a = &Audit{}
+	}
+	if a.Enabled != nil && !*a.Enabled {
+		return core.AuditConfig{}
+	}
+	dir := a.Path
+	if dir == "" {
+		dir = filepath.Join(filepath.Dir(c.Storage.Path), "audit")
+	}
+	out := core.AuditConfig{Dir: dir}
+	out.Options.MaxFileBytes = int64(a.MaxFileMB) << 20
+	out.Options.MaxFileAge, _ = time.ParseDuration(a.MaxFileAge)
+	out.Options.Retention, _ = time.ParseDuration(a.Retention)
+	out.Options.CheckpointEvery = a.CheckpointEvery
+	return out
+}
+
+var sinkName = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
+
+// Build returns the sink this block describes.
+func (s Sink) Build() (auditsink.Sink, error) {
+	switch s.Type {
+	case "stdout":
+		return &auditsink.Writer{W: os.Stdout}, nil
+	case "webhook":
+		u, err := url.Parse(s.URL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, errors.New("webhook needs url = \"https://...\"")
+		}
+		return &auditsink.Webhook{URL: s.URL, Headers: s.Headers}, nil
+	case "syslog":
+		network, addr, ok := strings.Cut(s.Address, "://")
+		if !ok || (network != "udp" && network != "tcp" && network != "unix") || addr == "" {
+			return nil, errors.New("syslog needs address = \"udp://host:514\", \"tcp://host:601\" or \"unix:///dev/log\"")
+		}
+		return &auditsink.Syslog{Network: network, Address: addr}, nil
+	}
+	return nil, fmt.Errorf("type %q: want webhook, syslog or stdout", s.Type)
+}
+
+// AuditSinks returns the configured sinks by name.
+func (c *Config) AuditSinks() map[string]auditsink.Sink {
+	out := map[string]auditsink.Sink{}
+	if c.Audit == nil {
+		return out
+	}
+	for _, s := range c.Audit.Sinks {
+		if sk, err := s.Build(); err == nil {
+			out[s.Name] = sk
+		}
+	}
+	return out
 }

@@ -10,12 +10,18 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/coffer-dev/coffer/internal/auditsink"
 	"github.com/coffer-dev/coffer/internal/core"
 	"github.com/coffer-dev/coffer/internal/httpapi"
+	"github.com/coffer-dev/coffer/internal/metrics"
 	"github.com/coffer-dev/coffer/internal/storage"
+	"github.com/coffer-dev/coffer/internal/vaultapi"
 )
 
 // Options configure a Server.
@@ -27,12 +33,17 @@ type Options struct {
 	Logger  *slog.Logger
 	// JobInterval is how often background jobs run; 0 means one minute.
 	JobInterval time.Duration
+	// Audit configures the audit log; an empty Dir disables it.
+	Audit core.AuditConfig
+	// AuditSinks are remote destinations fed from the local audit log, by name.
+	AuditSinks map[string]auditsink.Sink
 }
 
 // Server is a running Coffer server.
 type Server struct {
-	Core *core.Core
-	API  *httpapi.API
+	Core    *core.Core
+	API     *httpapi.API
+	Metrics *metrics.Metrics
 
 	opts    Options
 	log     *slog.Logger
@@ -41,6 +52,7 @@ type Server struct {
 	stop    chan struct{}
 	wg      sync.WaitGroup // background jobs and the HTTP server
 	rewrapC chan struct{}  // kicks the rewrap job after a key rotation
+	sinks   []*auditsink.Runner
 }
 
 // New builds a server and binds its listener; Serve starts it.
@@ -52,9 +64,36 @@ func New(opts Options) (*Server, error) {
 	if opts.JobInterval == 0 {
 		opts.JobInterval = time.Minute
 	}
-	c := core.New(core.Config{Backend: opts.Backend, KeyFile: opts.KeyFile, Logger: log})
-	s := &Server{Core: c, opts: opts, log: log, stop: make(chan struct{}), rewrapC: make(chan struct{}, 1)}
-	s.API = httpapi.New(httpapi.Config{Core: c, Logger: log, OnKeyRotated: s.kickRewrap})
+	c := core.New(core.Config{Backend: opts.Backend, KeyFile: opts.KeyFile, Logger: log, Audit: opts.Audit})
+	s := &Server{Core: c, opts: opts, log: log, stop: make(chan struct{}), rewrapC: make(chan struct{}, 1), Metrics: metrics.New()}
+	s.API = httpapi.New(httpapi.Config{Core: c, Logger: log, OnKeyRotated: s.kickRewrap, Metrics: s.Metrics})
+	s.Metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "coffer_audit_write_failures_total", Help: "Audit records that could not be made durable (requests refused).",
+	}, func() float64 { return float64(c.AuditFailures()) }))
+	s.Metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "coffer_audit_healthy", Help: "1 when the local audit log accepts records.",
+	}, func() float64 {
+		if c.AuditHealthy() != nil {
+			return 0
+		}
+		return 1
+	}))
+	for name, sk := range opts.AuditSinks {
+		r, err := auditsink.New(auditsink.Config{Dir: opts.Audit.Dir, Name: name, Sink: sk, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		s.sinks = append(s.sinks, r)
+		s.Metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "coffer_audit_sink_lag_records", Help: "Audit records written locally but not yet delivered to a sink (M7).",
+			ConstLabels: prometheus.Labels{"sink": name},
+		}, func() float64 {
+			if l := c.AuditLog(); l != nil && l.LastSeq() > r.Cursor() {
+				return float64(l.LastSeq() - r.Cursor())
+			}
+			return 0
+		}))
+	}
 	ln, err := net.Listen("tcp", opts.Address)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", opts.Address, err)
@@ -63,8 +102,16 @@ func New(opts Options) (*Server, error) {
 		ln = tls.NewListener(ln, opts.TLS)
 	}
 	s.ln = ln
+	// /vault/ serves the Vault-compatible API; everything else the native one.
+	vault := http.StripPrefix("/vault", vaultapi.New(vaultapi.Config{Core: c, Logger: log}))
 	s.http = &http.Server{
-		Handler:           s.API,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/vault/") {
+				vault.ServeHTTP(w, r)
+				return
+			}
+			s.API.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -104,6 +151,22 @@ func (s *Server) Start(ctx context.Context) error {
 		defer s.wg.Done()
 		s.jobs()
 	}()
+	if len(s.sinks) > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			<-s.stop
+			cancel()
+		}()
+		for _, r := range s.sinks {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				r.Run(ctx)
+			}()
+		}
+	}
 	return nil
 }
 
@@ -113,6 +176,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.http.Shutdown(ctx)
 	close(s.stop)
 	s.wg.Wait()
+	s.Core.Seal() // flushes and closes the audit log with a final checkpoint
 	if cerr := s.opts.Backend.Close(); err == nil {
 		err = cerr
 	}

@@ -1,0 +1,336 @@
+package cli
+
+import (
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/coffer-dev/coffer/client"
+	"github.com/coffer-dev/coffer/internal/audit"
+)
+
+func (e *env) auditCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Read, search and verify the tamper-evident audit log",
+		Long: `The audit log is JSON Lines files in the server's audit directory (by default "audit"
+beside the storage file). tail, search and verify read the files directly (--dir or
+$COFFER_AUDIT_DIR), so they work while the server is down. hash and public-key ask the server.`,
+	}
+	cmd.AddCommand(e.auditHash(), e.auditPublicKey(), e.auditVerify(), e.auditTail(), e.auditSearch())
+	return cmd
+}
+
+func (e *env) auditDir(flag string) (string, error) {
+	if flag == "" {
+		flag = e.getenv("COFFER_AUDIT_DIR")
+	}
+	if flag == "" {
+		return "", errors.New("give --dir or set COFFER_AUDIT_DIR to the server's audit directory")
+	}
+	return flag, nil
+}
+
+func (e *env) auditHash() *cobra.Command {
+	return &cobra.Command{
+		Use:   "hash VALUE|-",
+		Short: "Print the HMAC the audit log would hold for a value, to search for it",
+		Args:  cobra.ExactArgs(1),
+		RunE: e.clientCmd(func(cmd *cobra.Command, c *client.Client, args []string) error {
+			v, err := e.readSecretInput(args, "")
+			if err != nil {
+				return err
+			}
+			var out struct {
+				HMAC string `json:"hmac"`
+			}
+			if err := c.Do(cmd.Context(), "POST", "/v1/sys/audit/hash", map[string]string{"input": v}, &out); err != nil {
+				return err
+			}
+			e.printf("%s\n", out.HMAC)
+			return nil
+		}),
+	}
+}
+
+func (e *env) auditPublicKey() *cobra.Command {
+	return &cobra.Command{
+		Use:   "public-key",
+		Short: "Print the PEM public key that verifies the log's signed checkpoints",
+		Args:  cobra.NoArgs,
+		RunE: e.clientCmd(func(cmd *cobra.Command, c *client.Client, _ []string) error {
+			var out struct {
+				KeyID string `json:"key_id"`
+				PEM   string `json:"public_key_pem"`
+			}
+			if err := c.Do(cmd.Context(), "GET", "/v1/sys/audit/public-key", nil, &out); err != nil {
+				return err
+			}
+			if e.json {
+				return e.printJSON(out)
+			}
+			e.printf("%s", out.PEM)
+			return nil
+		}),
+	}
+}
+
+func readPublicKey(path string) (ed25519.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, fmt.Errorf("%s holds no PEM block (save `coffer audit public-key` output)", path)
+	}
+	k, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	pub, ok := k.(ed25519.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("%s is not an Ed25519 public key", path)
+	}
+	return pub, nil
+}
+
+func (e *env) auditVerify() *cobra.Command {
+	var keyFile, dir string
+	cmd := &cobra.Command{
+		Use:   "verify [FILE...] --public-key KEY.pem",
+		Short: "Check the hash chain and signed checkpoints; name the first bad record",
+		Long: `Verify recomputes every record's hash, follows the chain across rotated files, checks
+sequence numbers and the Ed25519 signatures of checkpoints, and names the first bad record:
+an edited, deleted, reordered or spliced record, or a truncated tail. Give the files, or --dir.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if keyFile == "" {
+				return errors.New("--public-key is required (from coffer audit public-key)")
+			}
+			pub, err := readPublicKey(keyFile)
+			if err != nil {
+				return err
+			}
+			files := args
+			if len(files) == 0 {
+				d, err := e.auditDir(dir)
+				if err != nil {
+					return err
+				}
+				if files, err = audit.Files(d); err != nil {
+					return err
+				}
+			}
+			rep, err := audit.Verify(files, pub)
+			if err != nil {
+				return err
+			}
+			if e.json {
+				if err := e.printJSON(rep); err != nil {
+					return err
+				}
+			} else if rep.Problem == nil {
+				e.printf("OK: %d records (seq %d to %d), %d signed checkpoints, in %d files\n", rep.Records, rep.FirstSeq, rep.LastSeq, rep.Checkpoints, len(files))
+			}
+			if rep.Problem != nil {
+				if !e.json {
+					e.printf("TAMPERED: %s\n", rep.Problem.String())
+				}
+				return &exitError{2}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&keyFile, "public-key", "", "PEM file from coffer audit public-key")
+	cmd.Flags().StringVar(&dir, "dir", "", "audit directory (default $COFFER_AUDIT_DIR)")
+	return cmd
+}
+
+// filter selects records for tail and search.
+type filter struct {
+	identity, path, decision, op string
+	since                        time.Time
+}
+
+func (f *filter) match(r *audit.Record) bool {
+	if r.Type != audit.TypeRequest {
+		return false
+	}
+	if f.identity != "" && (r.Identity == nil || !strings.Contains(r.Identity.Name, f.identity) && r.Identity.Accessor != f.identity && r.Identity.ID != f.identity) {
+		return false
+	}
+	if f.path != "" && !strings.HasPrefix(r.Path, f.path) {
+		return false
+	}
+	if f.decision != "" && r.Decision != f.decision {
+		return false
+	}
+	if f.op != "" && !strings.HasPrefix(r.Op, f.op) {
+		return false
+	}
+	return f.since.IsZero() || !r.Time.Before(f.since)
+}
+
+func (e *env) printRecord(r *audit.Record) {
+	if e.json {
+		b, _ := json.Marshal(r)
+		e.printf("%s\n", b)
+		return
+	}
+	who := "-"
+	if r.Identity != nil {
+		who = r.Identity.Name
+		if r.Identity.BreakGlass {
+			who += " [BREAK-GLASS]"
+		}
+	}
+	rule := ""
+	if r.Policy != "" {
+		rule = fmt.Sprintf(" %s:%s", r.Policy, r.Rule)
+	}
+	e.printf("%s #%d %-16s %-22s %-28s %s %d%s %s\n", r.Time.Local().Format("2006-01-02 15:04:05"), r.Seq, orDash(r.Decision),
+		r.Op, orDash(r.Path), who, r.Status, rule, r.Source)
+}
+
+func (e *env) scan(dir string, after uint64, f *filter, each func(*audit.Record)) (uint64, error) {
+	rd, err := audit.NewReader(dir, after)
+	if err != nil {
+		return after, err
+	}
+	defer rd.Close()
+	for {
+		r, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			return after, nil
+		}
+		if err != nil {
+			return after, err
+		}
+		after = r.Seq
+		if f.match(r) {
+			each(r)
+		}
+	}
+}
+
+func (e *env) filterFlags(cmd *cobra.Command, f *filter, since *string, dir *string) {
+	fl := cmd.Flags()
+	fl.StringVar(dir, "dir", "", "audit directory (default $COFFER_AUDIT_DIR)")
+	fl.StringVar(&f.identity, "identity", "", "identity name (substring), id or token accessor")
+	fl.StringVar(&f.path, "path", "", "path prefix")
+	fl.StringVar(&f.decision, "decision", "", "allow, deny or unauthenticated")
+	fl.StringVar(&f.op, "op", "", "operation prefix, e.g. secret.")
+	fl.StringVar(since, "since", "", "only records newer than this duration (1h) or RFC 3339 time")
+}
+
+func parseSince(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return time.Now().Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, errors.New("--since: want a duration like 1h or an RFC 3339 time")
+	}
+	return t, nil
+}
+
+func (e *env) auditTail() *cobra.Command {
+	var f filter
+	var since, dir string
+	var n int
+	var follow bool
+	cmd := &cobra.Command{
+		Use:   "tail",
+		Short: "Print the last records (--follow to keep printing new ones)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := e.auditDir(dir)
+			if err != nil {
+				return err
+			}
+			if f.since, err = parseSince(since); err != nil {
+				return err
+			}
+			var last []*audit.Record
+			after, err := e.scan(d, 0, &f, func(r *audit.Record) {
+				last = append(last, r)
+				if len(last) > n {
+					last = last[1:]
+				}
+			})
+			if err != nil {
+				return err
+			}
+			for _, r := range last {
+				e.printRecord(r)
+			}
+			for follow {
+				select {
+				case <-cmd.Context().Done():
+					return nil
+				case <-time.After(500 * time.Millisecond):
+				}
+				if after, err = e.scan(d, after, &f, e.printRecord); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	e.filterFlags(cmd, &f, &since, &dir)
+	cmd.Flags().IntVarP(&n, "lines", "n", 20, "records to print")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new records")
+	return cmd
+}
+
+func (e *env) auditSearch() *cobra.Command {
+	var f filter
+	var since, dir, hmac string
+	cmd := &cobra.Command{
+		Use:   "search [--identity I] [--path P] [--decision D] [--since 24h] [--hmac H]",
+		Short: "Print every record that matches",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := e.auditDir(dir)
+			if err != nil {
+				return err
+			}
+			if f.since, err = parseSince(since); err != nil {
+				return err
+			}
+			n := 0
+			_, err = e.scan(d, 0, &f, func(r *audit.Record) {
+				if hmac != "" {
+					found := false
+					for _, v := range r.HMACs {
+						found = found || v == hmac
+					}
+					if !found {
+						return
+					}
+				}
+				n++
+				e.printRecord(r)
+			})
+			if err == nil && !e.json {
+				fmt.Fprintf(e.stderr, "%d records\n", n)
+			}
+			return err
+		},
+	}
+	e.filterFlags(cmd, &f, &since, &dir)
+	cmd.Flags().StringVar(&hmac, "hmac", "", "records holding this HMAC (from coffer audit hash VALUE)")
+	return cmd
+}

@@ -1,0 +1,188 @@
+package httpapi_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"io"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/coffer-dev/coffer/client"
+	"github.com/coffer-dev/coffer/internal/audit"
+	"github.com/coffer-dev/coffer/internal/core"
+	"github.com/coffer-dev/coffer/internal/httpapi"
+	"github.com/coffer-dev/coffer/internal/storage/mem"
+)
+
+// newAuditHarness starts an unsealed server whose audit log lives in dir.
+func newAuditHarness(t *testing.T, dir string) *harness {
+	t.Helper()
+	ctx := context.Background()
+	c := core.New(core.Config{Backend: mem.New(), Audit: core.AuditConfig{Dir: dir}})
+	api := httpapi.New(httpapi.Config{Core: c})
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	res, err := c.Init(ctx, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Unseal(ctx, res.Keys[0]); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Seal)
+	cl, _ := client.New(client.Config{Address: srv.URL, Token: res.RootToken})
+	return &harness{core: c, api: api, srv: srv, root: res.RootToken, keys: res.Keys, c: cl}
+}
+
+func readAll(t *testing.T, dir string) []*audit.Record {
+	t.Helper()
+	r, err := audit.NewReader(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var out []*audit.Record
+	for {
+		rec, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, rec)
+	}
+}
+
+func TestAuditRecordsEveryRequest(t *testing.T) {
+	dir := t.TempDir()
+	h := newAuditHarness(t, dir)
+	ctx := context.Background()
+	const value = "VALUE-that-must-never-be-logged"
+	h.c.PutText(ctx, "prod/payments/db", value)
+	h.c.Get(ctx, "prod/payments/db", client.Current())
+	h.c.WithToken("").Get(ctx, "prod/payments/db", client.Current())
+	h.c.ApplyPolicies(ctx, map[string]string{"ro": `path "prod/payments/*" { capabilities = ["read"] }`}, false)
+	weak, _ := h.c.CreateToken(ctx, client.TokenCreateInput{Policies: []string{"ro"}})
+	h.c.WithToken(weak.Token).PutText(ctx, "prod/payments/db", "x")
+
+	var hash struct {
+		HMAC string `json:"hmac"`
+	}
+	if err := h.c.Do(ctx, "POST", "/v1/sys/audit/hash", map[string]string{"input": value}, &hash); err != nil {
+		t.Fatal(err)
+	}
+	recs := readAll(t, dir)
+	find := func(op, decision string) *audit.Record {
+		for _, r := range recs {
+			if r.Op == op && r.Decision == decision {
+				return r
+			}
+		}
+		t.Fatalf("no %s record with decision %q among %d records", op, decision, len(recs))
+		return nil
+	}
+	w := find("secret.write", "allow")
+	if w.Identity == nil || w.Identity.Name != "root" || w.Path != "prod/payments/db" || w.Version != 1 || w.Status != 201 {
+		t.Errorf("write record = %+v", w)
+	}
+	if w.HMACs["value"] != hash.HMAC {
+		t.Errorf("value HMAC %q, coffer audit hash says %q", w.HMACs["value"], hash.HMAC)
+	}
+	if r := find("secret.read", "unauthenticated"); r.Status != 401 {
+		t.Errorf("unauthenticated record = %+v", r)
+	}
+	d := find("secret.write", "deny")
+	if d.Status != 403 || d.Reason == "" || d.Identity.Accessor != weak.Info.Accessor {
+		t.Errorf("deny record = %+v", d)
+	}
+	if r := find("secret.read", "allow"); r.Policy != "root" || r.Source == "" || r.RequestID == "" || r.LatencyUS <= 0 {
+		t.Errorf("read record = %+v", r)
+	}
+	// Nothing secret is in the files.
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		for _, s := range []string{value, h.root, weak.Token} {
+			if strings.Contains(string(b), s) {
+				t.Fatalf("%s holds a secret", f)
+			}
+		}
+	}
+	// The chain verifies with the exported public key.
+	var pk struct {
+		PEM string `json:"public_key_pem"`
+	}
+	h.c.Do(ctx, "GET", "/v1/sys/audit/public-key", nil, &pk)
+	block, _ := pem.Decode([]byte(pk.PEM))
+	pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.core.Seal() // writes a final checkpoint
+	paths, _ := audit.Files(dir)
+	rep, err := audit.Verify(paths, pub.(ed25519.PublicKey))
+	if err != nil || rep.Problem != nil || rep.Checkpoints == 0 {
+		t.Fatalf("verify = %+v, %v", rep, err)
+	}
+}
+
+// TestAuditFailsClosedOnFullDisk puts the audit log on a real 256 KiB tmpfs,
+// fills it, and expects requests to be refused with 503 and health to turn
+// unhealthy; freeing space recovers without a restart.
+func TestAuditFailsClosedOnFullDisk(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tmpfs")
+	os.MkdirAll(dir, 0o700)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", dir).CombinedOutput(); err != nil {
+		if os.Getenv("COFFER_REQUIRE_TMPFS") != "" {
+			t.Fatalf("mount tmpfs: %v %s", err, out)
+		}
+		t.Skipf("cannot mount a tmpfs here (needs root): %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	h := newAuditHarness(t, filepath.Join(dir, "audit"))
+	ctx := context.Background()
+	if _, err := h.c.PutText(ctx, "a", "v"); err != nil {
+		t.Fatal(err)
+	}
+	filler := filepath.Join(dir, "filler")
+	f, _ := os.Create(filler)
+	buf := make([]byte, 4096)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
+	}
+	f.Close()
+	var err error
+	for i := 0; i < 200 && err == nil; i++ { // until the log's own buffer space is used up
+		_, err = h.c.Get(ctx, "a", client.Current())
+	}
+	if client.ErrorCode(err) != "audit_unavailable" {
+		t.Fatalf("read on a full audit disk = %v, want audit_unavailable", err)
+	}
+	if hl, _ := h.c.Health(ctx); hl.StatusCode != 503 {
+		t.Fatalf("health on a full audit disk = %+v, want 503", hl)
+	}
+	if h.core.AuditFailures() == 0 {
+		t.Fatal("audit failures not counted")
+	}
+	if _, err := h.c.PutText(ctx, "b", "v"); client.ErrorCode(err) != "audit_unavailable" {
+		t.Fatalf("write on a full audit disk = %v", err)
+	}
+	os.Remove(filler)
+	// Freeing space recovers without a restart: the next request probes the log.
+	if s, err := h.c.Get(ctx, "a", client.Current()); err != nil || s.Text() != "v" {
+		t.Fatalf("read after recovery = %v, %v", s, err)
+	}
+	if hl, _ := h.c.Health(ctx); hl.StatusCode != 200 {
+		t.Fatalf("health after recovery = %+v", hl)
+	}
+}
