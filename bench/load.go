@@ -41,6 +41,14 @@ func readTarget(p *proc, token string, conns int) target {
 		url: func(int, int) string { return u }}
 }
 
+// readNoAuditTarget reads from a second server whose audit log is disabled,
+// to measure what durable audit costs a read.
+func readNoAuditTarget(p *proc, token string, conns int) target {
+	t := readTarget(p, token, conns)
+	t.name = "read, no audit"
+	return t
+}
+
 // writeTarget writes a new secret per request: bench/w/c<conns>/<worker>/<i>,
 // so no step or worker ever writes a name twice.
 func writeTarget(p *proc, token string, conns int) target {

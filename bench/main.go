@@ -29,6 +29,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -137,10 +138,26 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 
-	rep := newReport(o)
-	if err := runSteps(ctx, o, rep, trivial, cof, token); err != nil {
+	noAuditDir := filepath.Join(dir, "noaudit")
+	os.MkdirAll(noAuditDir, 0o700)
+	plain, err := startCofferWith(ctx, noAuditDir, bin, "audit {\n  enabled = false\n}")
+	if err != nil {
 		return err
 	}
+	defer plain.kill()
+	plainToken, err := initCoffer(ctx, plain)
+	if err != nil {
+		return err
+	}
+	if err := writeReadSecret(ctx, plain.url, plainToken); err != nil {
+		return err
+	}
+
+	rep := newReport(o)
+	if err := runSteps(ctx, o, rep, trivial, cof, token, plain, plainToken); err != nil {
+		return err
+	}
+	plain.kill()
 	if rep.Coffer, err = readMemory(cof.pid()); err != nil {
 		return err
 	}
@@ -164,10 +181,10 @@ func run(ctx context.Context, o options) error {
 // runSteps runs every load step and adds its result to rep: reads for each
 // concurrency level first (trivial and Coffer back to back, so their ratio
 // compares like with like), then writes, which grow the database.
-func runSteps(ctx context.Context, o options, rep *report, trivial, cof *proc, token string) error {
-	steps := make([]target, 0, 3*len(o.conns))
+func runSteps(ctx context.Context, o options, rep *report, trivial, cof *proc, token string, plain *proc, plainToken string) error {
+	steps := make([]target, 0, 4*len(o.conns))
 	for _, c := range o.conns {
-		steps = append(steps, trivialTarget(trivial, c), readTarget(cof, token, c))
+		steps = append(steps, trivialTarget(trivial, c), readTarget(cof, token, c), readNoAuditTarget(plain, plainToken, c))
 	}
 	for _, c := range o.conns {
 		steps = append(steps, writeTarget(cof, token, c))

@@ -196,6 +196,14 @@ func (r *report) printInterference(out io.Writer) {
 }
 
 func (r *report) printRatios(out io.Writer) {
+	fmt.Fprintf(out, "\nCoffer read with durable audit ÷ without (issue 4 asks for >= 0.8):\n")
+	for _, q := range r.Ratios {
+		on, off := r.find("coffer read", q.Conns), r.find("read, no audit", q.Conns)
+		if on != nil && off != nil {
+			fmt.Fprintf(out, "  %2d conns: %.0f/s vs %.0f/s = %.2fx throughput, CPU/req %.1f vs %.1f us\n", q.Conns,
+				on.RPS, off.RPS, div(on.RPS, off.RPS), on.ServerCPUPerReqUs, off.ServerCPUPerReqUs)
+		}
+	}
 	fmt.Fprintf(out, "\nCoffer read ÷ trivial GET, same run:\n")
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "conns\tCPU/req\tthroughput\tp99\t")

@@ -186,12 +186,18 @@ func startTrivial(ctx context.Context, dir string) (*proc, error) {
 // dir) and starts a Coffer server on a free port. It waits until the server
 // answers /v1/sys/health with any status.
 func startCoffer(ctx context.Context, dir, bin string) (*proc, error) {
+	return startCofferWith(ctx, dir, bin, "")
+}
+
+// startCofferWith is startCoffer with extra configuration, such as
+// `audit { enabled = false }` for the audit-off comparison.
+func startCofferWith(ctx context.Context, dir, bin, extra string) (*proc, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	cfg := fmt.Sprintf("listener \"tcp\" { address = %q }\nstorage \"bolt\" { path = %q }\nseal \"keyfile\" { path = %q }\n",
-		addr, dbPath(dir), filepath.Join(dir, "unseal.key"))
+	cfg := fmt.Sprintf("listener \"tcp\" { address = %q }\nstorage \"bolt\" { path = %q }\nseal \"keyfile\" { path = %q }\n%s\n",
+		addr, dbPath(dir), filepath.Join(dir, "unseal.key"), extra)
 	cfgPath := filepath.Join(dir, "coffer.hcl")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err
