@@ -1,0 +1,240 @@
+package vaultapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/coffer-dev/coffer/internal/auth"
+	"github.com/coffer-dev/coffer/internal/core"
+	"github.com/coffer-dev/coffer/internal/secret"
+)
+
+// access says who may call a route.
+type access int
+
+const (
+	authenticated access = iota // token required, barrier unsealed
+	public                      // no token (health, seal status, login)
+)
+
+// Capabilities that are not checked by wrap.
+const (
+	capSelf   = "self"   // any valid token may do this to itself
+	capCustom = "custom" // the handler authorizes (writes, lists, token create)
+)
+
+// route is one method on one path pattern.
+type route struct {
+	method, pattern string
+	op              string // stable name, e.g. "vault.kv.read"; used in logs and audit
+	// capability is checked on the secret name before the handler runs:
+	// read, list, create, update, delete or destroy; capSelf or capCustom
+	// for routes that check nothing here or authorize in the handler.
+	capability string
+	access     access
+	// secret: the {path} wildcard names a secret; wrap authorizes on it and
+	// then validates it with secret.ValidateName (a capCustom handler
+	// validates it after authorizing).
+	secret bool
+	// viaGETList: a LIST route that GET ?list=true also reaches.
+	viaGETList bool
+	handle     func(*request) (*reply, error)
+}
+
+// request is what a handler gets.
+type request struct {
+	*http.Request
+	ctx       context.Context
+	id        string
+	route     *route
+	name      string          // the validated secret name on secret routes
+	token     string          // the caller's token: never logged, only echoed to its holder
+	principal *auth.Principal // nil on public routes
+}
+
+// reply is what a handler returns; nil means 204 No Content.
+type reply struct {
+	status   int // 0 means 200
+	data     any
+	auth     *authBlock
+	warnings []string
+	// raw is written as is, without Vault's response envelope (sys/health
+	// and sys/seal-status answer that way).
+	raw any
+}
+
+// envelope is Vault's response shape for logical requests.
+type envelope struct {
+	RequestID     string     `json:"request_id"`
+	LeaseID       string     `json:"lease_id"`
+	Renewable     bool       `json:"renewable"`
+	LeaseDuration int        `json:"lease_duration"`
+	Data          any        `json:"data"`
+	WrapInfo      any        `json:"wrap_info"`
+	Warnings      []string   `json:"warnings"`
+	Auth          *authBlock `json:"auth"`
+}
+
+// outcome is the finished response of one request.
+type outcome struct {
+	status int
+	body   []byte // nil for 204
+	err    error  // the handler's or pipeline's error, if any
+}
+
+// wrap is the pipeline every route goes through: request id, body cap,
+// seal check, authentication, name validation, authorization, the handler,
+// error mapping, then finish.
+func (a *API) wrap(rt *route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		req := &request{Request: r, ctx: r.Context(), id: newRequestID(), route: rt}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodySize)
+		rep, err := a.serve(rt, req)
+		var out outcome
+		if err != nil {
+			status, msgs := mapError(err)
+			if status >= 500 && status != http.StatusServiceUnavailable {
+				a.log.Error("request failed", "request_id", req.id, "op", rt.op, "error", err)
+			}
+			out = outcome{status: status, body: encode(errorBody{Errors: msgs}), err: err}
+		} else {
+			out = a.render(req, rep)
+		}
+		if ferr := a.finish(req, &out, time.Since(start)); ferr != nil {
+			a.log.Error("request refused at finish", "request_id", req.id, "op", rt.op, "error", ferr)
+			out = outcome{status: http.StatusInternalServerError, body: encode(errorBody{Errors: []string{"internal error"}}), err: ferr}
+		}
+		h := w.Header()
+		h.Set("X-Request-Id", req.id)
+		h.Set("Cache-Control", "no-store")
+		if out.status == http.StatusServiceUnavailable {
+			h.Set("Retry-After", "5")
+		}
+		if out.body == nil {
+			w.WriteHeader(out.status)
+			return
+		}
+		h.Set("Content-Type", "application/json")
+		w.WriteHeader(out.status)
+		w.Write(out.body)
+	})
+}
+
+func (a *API) serve(rt *route, req *request) (*reply, error) {
+	if rt.access == authenticated {
+		if a.core.Sealed() {
+			return nil, core.ErrSealed
+		}
+		tok := requestToken(req.Request)
+		if tok == "" {
+			return nil, auth.ErrUnauthenticated
+		}
+		p, err := a.core.Authenticate(req.ctx, tok)
+		if err != nil {
+			return nil, err
+		}
+		req.principal, req.token = p, tok
+		if rt.secret {
+			req.name = req.PathValue("path")
+		}
+		// Authorize on the name as sent, then validate it, like the native
+		// API: a caller learns nothing about names it may not use.
+		if rt.capability != capSelf && rt.capability != capCustom {
+			if err := a.authorize(req, rt.op, req.name, rt.capability); err != nil {
+				return nil, err
+			}
+		}
+		if rt.secret && rt.capability != capCustom {
+			if err := secret.ValidateName(req.name); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return rt.handle(req)
+}
+
+// finish runs once per request, after the handler and the error mapping and
+// before any byte of the response leaves, so that the audit log can be
+// connected here fail-closed: an error it returns replaces the response
+// with a 500. For now it only logs the operation, status, request id and
+// duration at debug level: never a value, a token or a secret name.
+func (a *API) finish(r *request, out *outcome, elapsed time.Duration) error {
+	a.log.Debug("vault request", "request_id", r.id, "op", r.route.op, "status", out.status, "duration", elapsed)
+	return nil
+}
+
+// render turns a handler's reply into a response.
+func (a *API) render(r *request, rep *reply) outcome {
+	if rep == nil {
+		return outcome{status: http.StatusNoContent}
+	}
+	status := rep.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	if rep.raw != nil {
+		return outcome{status: status, body: encode(rep.raw)}
+	}
+	return outcome{status: status, body: encode(envelope{RequestID: r.id, Data: rep.data, Warnings: rep.warnings, Auth: rep.auth})}
+}
+
+// authorize asks the policies about one path and capability.
+func (a *API) authorize(r *request, op, path, capability string) error {
+	return a.core.Policies.Authorize(r.ctx, r.principal, auth.Check{Op: op, Path: path, Capability: capability, Source: sourceAddr(r.Request)})
+}
+
+// sourceAddr is the client's address as the listener saw it.
+func sourceAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// requestToken takes the token from X-Vault-Token or a Bearer Authorization header.
+func requestToken(r *http.Request) string {
+	if t := r.Header.Get("X-Vault-Token"); t != "" {
+		return strings.TrimSpace(t)
+	}
+	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func newRequestID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	// Vault's request ids are UUIDs; clients only echo them, but keep the shape.
+	h := hex.EncodeToString(b)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// encode marshals v without HTML escaping, newline-terminated.
+func encode(v any) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		// Only a programming error gets here: every reply is plain data.
+		return []byte(`{"errors":["internal error"]}` + "\n")
+	}
+	return buf.Bytes()
+}
+
+// writeErrors answers outside the pipeline (no route matched).
+func writeErrors(w http.ResponseWriter, status int, msgs []string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(encode(errorBody{Errors: msgs}))
+}
