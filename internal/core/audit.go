@@ -10,8 +10,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
+	"time"
 
 	"github.com/coffer-dev/coffer/internal/audit"
+	"github.com/coffer-dev/coffer/internal/auth"
+	"github.com/coffer-dev/coffer/internal/policy"
 	"github.com/coffer-dev/coffer/internal/storage"
 )
 
@@ -180,4 +184,65 @@ func (c *Core) AuditLog() *audit.Log {
 		return st.log
 	}
 	return nil
+}
+
+// RequestRecord is what a wire adapter knows about a finished request.
+type RequestRecord struct {
+	ID, Op, Path string
+	Version      int
+	Stage        string
+	Principal    *auth.Principal // nil on public routes or before authentication
+	Public       bool
+	Source       netip.Addr
+	UserAgent    string
+	Status       int
+	Err          error  // the request's error, if any
+	ErrCode      string // the adapter's error code for Err
+	Decision     *policy.Decision
+	Sensitive    map[string]string // fields kept only as HMACs
+	Elapsed      time.Duration
+}
+
+// maxUserAgent bounds the user agent kept in a record.
+const maxUserAgent = 256
+
+// RecordRequest writes the audit record of a request; every wire adapter
+// calls it before answering. A non-nil error means the record could not be
+// kept and the request must be refused.
+func (c *Core) RecordRequest(ctx context.Context, in RequestRecord) error {
+	if c.auditCfg.Dir == "" || errors.Is(in.Err, ErrAuditUnavailable) {
+		return nil
+	}
+	rec := &audit.Record{
+		Type: audit.TypeRequest, RequestID: in.ID, Op: in.Op, Path: in.Path, Version: in.Version, Stage: in.Stage,
+		Source: in.Source.String(), UserAgent: in.UserAgent, Status: in.Status, LatencyUS: in.Elapsed.Microseconds(),
+		Error: in.ErrCode,
+	}
+	if len(rec.UserAgent) > maxUserAgent {
+		rec.UserAgent = rec.UserAgent[:maxUserAgent]
+	}
+	if p := in.Principal; p != nil {
+		rec.Identity = &audit.Identity{Name: p.Name, ID: p.IdentityID, Method: p.Method, Accessor: p.Accessor,
+			Policies: p.Policies, BreakGlass: p.BreakGlass, MFA: p.MFA}
+	}
+	switch {
+	case errors.Is(in.Err, auth.ErrUnauthenticated):
+		rec.Decision = "unauthenticated"
+	case errors.Is(in.Err, auth.ErrForbidden):
+		rec.Decision = "deny"
+	case !in.Public && in.Principal != nil:
+		rec.Decision = "allow"
+	}
+	if d := in.Decision; d != nil {
+		rec.Policy, rec.Rule, rec.Reason = d.Policy, d.Rule, d.Reason
+	}
+	for field, v := range in.Sensitive {
+		if h, err := c.AuditHMAC(v); err == nil {
+			if rec.HMACs == nil {
+				rec.HMACs = map[string]string{}
+			}
+			rec.HMACs[field] = h
+		}
+	}
+	return c.Audit(ctx, rec)
 }

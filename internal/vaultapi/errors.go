@@ -8,6 +8,7 @@ import (
 	"github.com/coffer-dev/coffer/internal/auth"
 	"github.com/coffer-dev/coffer/internal/auth/token"
 	"github.com/coffer-dev/coffer/internal/barrier"
+	"github.com/coffer-dev/coffer/internal/core"
 	"github.com/coffer-dev/coffer/internal/seal"
 	"github.com/coffer-dev/coffer/internal/secret"
 )
@@ -67,6 +68,8 @@ func mapError(err error) (int, []string) {
 		return http.StatusForbidden, []string{forbiddenMessage(err)}
 	case errors.Is(err, barrier.ErrSealed), errors.Is(err, token.ErrSealed):
 		return http.StatusServiceUnavailable, []string{msgSealed}
+	case errors.Is(err, core.ErrAuditUnavailable):
+		return http.StatusServiceUnavailable, []string{"audit log unavailable; request refused"}
 	case errors.Is(err, seal.ErrNotInitialized), errors.Is(err, barrier.ErrNotInitialized):
 		return http.StatusServiceUnavailable, []string{"Vault is not initialized; run coffer operator init"}
 	case errors.Is(err, secret.ErrNotFound), errors.Is(err, secret.ErrVersionNotFound),

@@ -109,8 +109,8 @@ func (a *API) wrap(rt *route) http.Handler {
 			out = a.render(req, rep)
 		}
 		if ferr := a.finish(req, &out, time.Since(start)); ferr != nil {
-			a.log.Error("request refused at finish", "request_id", req.id, "op", rt.op, "error", ferr)
-			out = outcome{status: http.StatusInternalServerError, body: encode(errorBody{Errors: []string{"internal error"}}), err: ferr}
+			a.log.Error("audit record failed; refusing the request", "request_id", req.id, "op", rt.op, "error", ferr)
+			out = outcome{status: http.StatusServiceUnavailable, body: encode(errorBody{Errors: []string{"audit log unavailable; request refused"}}), err: ferr}
 		}
 		h := w.Header()
 		h.Set("X-Request-Id", req.id)
@@ -132,6 +132,10 @@ func (a *API) serve(rt *route, req *request) (*reply, error) {
 	if rt.access == authenticated {
 		if a.core.Sealed() {
 			return nil, core.ErrSealed
+		}
+		// Fail closed before acting, like the native API.
+		if err := a.core.AuditReady(req.ctx); err != nil {
+			return nil, err
 		}
 		tok := requestToken(req.Request)
 		if tok == "" {
@@ -168,7 +172,18 @@ func (a *API) serve(rt *route, req *request) (*reply, error) {
 // duration at debug level: never a value, a token or a secret name.
 func (a *API) finish(r *request, out *outcome, elapsed time.Duration) error {
 	a.log.Debug("vault request", "request_id", r.id, "op", r.route.op, "status", out.status, "duration", elapsed)
-	return nil
+	path := r.name
+	if path == "" {
+		path = r.route.op
+	}
+	in := core.RequestRecord{
+		ID: r.id, Op: r.route.op, Path: path, Principal: r.principal, Public: r.route.access != authenticated,
+		Source: sourceAddr(r.Request), UserAgent: r.UserAgent(), Status: out.status, Err: out.err, Elapsed: elapsed,
+	}
+	if out.err != nil {
+		in.ErrCode = http.StatusText(out.status)
+	}
+	return a.core.RecordRequest(r.ctx, in)
 }
 
 // render turns a handler's reply into a response.
