@@ -2,12 +2,19 @@ package server
 
 import (
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coffer-dev/coffer/client"
+	"github.com/coffer-dev/coffer/internal/auditsink"
+	"github.com/coffer-dev/coffer/internal/core"
 	"github.com/coffer-dev/coffer/internal/storage/bolt"
 )
 
@@ -98,5 +105,73 @@ func TestSealedServerRefusesButAnswersHealth(t *testing.T) {
 	}
 	if _, err := c.LoginAppRole(ctx, "x", "y"); err == nil || !strings.Contains(err.Error(), "sealed") {
 		t.Fatalf("login while sealed = %v", err)
+	}
+}
+
+// TestAuditSinkLagMetric: a webhook sink that is down builds up lag (M7)
+// while requests go on; when it comes back the lag returns to zero.
+func TestAuditSinkLagMetric(t *testing.T) {
+	var up atomic.Bool
+	var received atomic.Int64
+	siem := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !up.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		var recs []json.RawMessage
+		json.NewDecoder(r.Body).Decode(&recs)
+		received.Add(int64(len(recs)))
+	}))
+	defer siem.Close()
+	dir := t.TempDir()
+	be, err := bolt.Open(filepath.Join(dir, "coffer.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	auditDir := filepath.Join(dir, "audit")
+	s, err := New(Options{Backend: be, KeyFile: filepath.Join(dir, "unseal.key"), Address: "127.0.0.1:0",
+		Audit: core.AuditConfig{Dir: auditDir}, AuditSinks: map[string]auditsink.Sink{"siem": &auditsink.Webhook{URL: siem.URL}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	res, err := s.Core.Init(ctx, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := client.New(client.Config{Address: s.URL(), Token: res.RootToken})
+	for i := 0; i < 20; i++ {
+		if _, err := c.PutText(ctx, "k", "v"); err != nil {
+			t.Fatalf("write %d while the SIEM is down: %v", i, err)
+		}
+	}
+	lag := func() string {
+		var out string
+		req, _ := http.NewRequest("GET", s.URL()+"/v1/sys/metrics", nil)
+		req.Header.Set("X-Coffer-Token", res.RootToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, `coffer_audit_sink_lag_records{sink="siem"}`) {
+				out = strings.TrimSpace(strings.TrimPrefix(line, `coffer_audit_sink_lag_records{sink="siem"}`))
+			}
+		}
+		return out
+	}
+	if l := lag(); l == "" || l == "0" {
+		t.Fatalf("lag while the SIEM is down = %q, want > 0", l)
+	}
+	up.Store(true)
+	eventually(t, "the sink to catch up", func() bool { return lag() == "0" })
+	if received.Load() < 20 {
+		t.Fatalf("SIEM received %d records, want at least the 20 writes", received.Load())
 	}
 }
