@@ -21,6 +21,7 @@ import (
 	"github.com/coffer-dev/coffer/internal/auth/userpass"
 	"github.com/coffer-dev/coffer/internal/authz"
 	"github.com/coffer-dev/coffer/internal/barrier"
+	"github.com/coffer-dev/coffer/internal/ratelimit"
 	"github.com/coffer-dev/coffer/internal/seal"
 	"github.com/coffer-dev/coffer/internal/secret"
 	"github.com/coffer-dev/coffer/internal/storage"
@@ -40,6 +41,8 @@ type Config struct {
 	Argon2 userpass.Argon2Params
 	// Audit configures the local audit log; an empty Dir disables it.
 	Audit AuditConfig
+	// RateLimits are token-bucket rules per path prefix; none: unlimited.
+	RateLimits []ratelimit.Rule
 }
 
 // Core is the server state. Its methods are safe for concurrent use.
@@ -48,6 +51,9 @@ type Core struct {
 	barrier *barrier.Barrier
 	seal    *seal.Manager
 	log     *slog.Logger
+
+	// Limits is nil when no rate limit is configured (its methods allow all then).
+	Limits *ratelimit.Limiter
 
 	Tokens   *token.Service
 	Secrets  *secret.Service
@@ -73,9 +79,14 @@ func New(cfg Config) *Core {
 	}
 	b := barrier.New(cfg.Backend, cfg.Now)
 	sm := seal.New(cfg.Backend, b, cfg.KeyFile)
+	limits, err := ratelimit.New(cfg.RateLimits, cfg.Now)
+	if err != nil {
+		cfg.Logger.Error("rate limits ignored", "error", err) // the config parser validated them already
+	}
 	return &Core{
 		rootQuorum: sm.NewQuorum(),
 		auditCfg:   cfg.Audit,
+		Limits:     limits,
 		backend:    cfg.Backend,
 		barrier:    b,
 		seal:       sm,

@@ -226,6 +226,9 @@ func (resp response) write(w http.ResponseWriter) int {
 }
 
 func (a *API) serve(rt route, req *request) (response, error) {
+	if err := a.core.Limits.AllowSource(rt.policyPath(req), sourceAddr(req.Request).String()); err != nil {
+		return response{}, err
+	}
 	if rt.access == authenticated {
 		if a.core.Sealed() {
 			return response{}, core.ErrSealed
@@ -244,6 +247,9 @@ func (a *API) serve(rt route, req *request) (response, error) {
 			return response{}, err
 		}
 		req.principal = p
+		if err := a.core.Limits.AllowIdentity(rt.policyPath(req), limitKey(p)); err != nil {
+			return response{}, err
+		}
 		if rt.op.Capability != capSelf && rt.op.Capability != capCustom {
 			if err := a.authorize(req, rt.op.Name, rt.policyPath(req), rt.op.Capability); err != nil {
 				return response{}, err
@@ -296,6 +302,15 @@ func sourceAddr(r *http.Request) netip.Addr {
 // fixed returns a path function for routes whose policy path does not vary.
 func fixed(path string) func(*request) string {
 	return func(*request) string { return path }
+}
+
+// limitKey names the rate-limit bucket of a principal: its identity, so
+// that logging in again does not reset it, or its token for tokens without one.
+func limitKey(p *auth.Principal) string {
+	if p.IdentityID != "" {
+		return p.IdentityID
+	}
+	return p.Accessor
 }
 
 // rawResponse lets a handler write a non-JSON answer itself; it returns the status.

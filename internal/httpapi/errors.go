@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/coffer-dev/coffer/internal/auth"
@@ -13,6 +15,7 @@ import (
 	"github.com/coffer-dev/coffer/internal/barrier"
 	"github.com/coffer-dev/coffer/internal/core"
 	"github.com/coffer-dev/coffer/internal/policy"
+	"github.com/coffer-dev/coffer/internal/ratelimit"
 	"github.com/coffer-dev/coffer/internal/seal"
 	"github.com/coffer-dev/coffer/internal/secret"
 )
@@ -49,6 +52,7 @@ func mapError(err error) (int, string, string) {
 	var mbe *http.MaxBytesError
 	var ie *auth.InputError
 	var pe *policy.Error
+	var lim *ratelimit.Limited
 	if status, code, msg, ok := authMethodError(err); ok {
 		return status, code, msg
 	}
@@ -65,6 +69,8 @@ func mapError(err error) (int, string, string) {
 		return http.StatusUnauthorized, "unauthenticated", "missing, invalid, expired or revoked token; set COFFER_TOKEN or run coffer login"
 	case errors.Is(err, auth.ErrForbidden):
 		return http.StatusForbidden, "forbidden", forbiddenMessage(err)
+	case errors.As(err, &lim):
+		return http.StatusTooManyRequests, "throttled", lim.Error()
 	case errors.Is(err, core.ErrAuditUnavailable):
 		return http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written, so requests are refused; see the server log"
 	case errors.Is(err, barrier.ErrSealed):
@@ -108,7 +114,11 @@ func writeError(w http.ResponseWriter, err error, requestID string) int {
 	status, code, msg := mapError(err)
 	var body errorBody
 	body.Error.Code, body.Error.Message, body.Error.RequestID = code, msg, requestID
-	if status == http.StatusServiceUnavailable {
+	var lim *ratelimit.Limited
+	switch {
+	case errors.As(err, &lim):
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(lim.RetryAfter.Seconds()))))
+	case status == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", "5")
 	}
 	writeJSON(w, status, body)

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/coffer-dev/coffer/internal/auditsink"
 	"github.com/coffer-dev/coffer/internal/core"
+	"github.com/coffer-dev/coffer/internal/ratelimit"
 )
 
 // MaxConfigSize bounds a configuration file.
@@ -39,7 +41,41 @@ type Config struct {
 	Storage  Storage  `hcl:"storage,block"`
 	Seal     *Seal    `hcl:"seal,block"`
 	Audit    *Audit   `hcl:"audit,block"`
+	Limits   []Limit  `hcl:"rate_limit,block"`
 	LogLevel string   `hcl:"log_level,optional"`
+}
+
+// Limit is a token-bucket rate limit for the paths under a prefix
+// ("default" or "" for every path); the longest matching prefix applies:
+//
+//	rate_limit "default" { identity_rps = 100  identity_burst = 200  source_rps = 200 }
+//	rate_limit "prod/"   { identity_rps = 20 }
+type Limit struct {
+	Prefix        string  `hcl:"prefix,label"`
+	IdentityRPS   float64 `hcl:"identity_rps,optional"`
+	IdentityBurst int     `hcl:"identity_burst,optional"`
+	SourceRPS     float64 `hcl:"source_rps,optional"`
+	SourceBurst   int     `hcl:"source_burst,optional"`
+}
+
+// RateLimits returns the configured rules.
+func (c *Config) RateLimits() []ratelimit.Rule {
+	var out []ratelimit.Rule
+	for _, l := range c.Limits {
+		p := l.Prefix
+		if p == "default" {
+			p = ""
+		}
+		ib, sb := l.IdentityBurst, l.SourceBurst
+		if ib == 0 {
+			ib = int(math.Max(1, 2*l.IdentityRPS))
+		}
+		if sb == 0 {
+			sb = int(math.Max(1, 2*l.SourceRPS))
+		}
+		out = append(out, ratelimit.Rule{Prefix: p, IdentityRate: l.IdentityRPS, IdentityBurst: ib, SourceRate: l.SourceRPS, SourceBurst: sb})
+	}
+	return out
 }
 
 // Audit configures the local audit log. It is on by default, in an "audit"
@@ -177,6 +213,9 @@ func (c *Config) validate(file string) error {
 				return fmt.Errorf("%s: audit sink %q: %v", file, sk.Name, err)
 			}
 		}
+	}
+	if _, err := ratelimit.New(c.RateLimits(), nil); err != nil {
+		return fmt.Errorf("%s: %v", file, err)
 	}
 	switch c.LogLevel {
 	case "", "debug", "info", "warn", "error":

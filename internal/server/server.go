@@ -20,6 +20,7 @@ import (
 	"github.com/coffer-dev/coffer/internal/core"
 	"github.com/coffer-dev/coffer/internal/httpapi"
 	"github.com/coffer-dev/coffer/internal/metrics"
+	"github.com/coffer-dev/coffer/internal/ratelimit"
 	"github.com/coffer-dev/coffer/internal/storage"
 	"github.com/coffer-dev/coffer/internal/vaultapi"
 )
@@ -37,6 +38,8 @@ type Options struct {
 	Audit core.AuditConfig
 	// AuditSinks are remote destinations fed from the local audit log, by name.
 	AuditSinks map[string]auditsink.Sink
+	// RateLimits are token buckets per path prefix; none means unlimited.
+	RateLimits []ratelimit.Rule
 }
 
 // Server is a running Coffer server.
@@ -64,7 +67,7 @@ func New(opts Options) (*Server, error) {
 	if opts.JobInterval == 0 {
 		opts.JobInterval = time.Minute
 	}
-	c := core.New(core.Config{Backend: opts.Backend, KeyFile: opts.KeyFile, Logger: log, Audit: opts.Audit})
+	c := core.New(core.Config{Backend: opts.Backend, KeyFile: opts.KeyFile, Logger: log, Audit: opts.Audit, RateLimits: opts.RateLimits})
 	s := &Server{Core: c, opts: opts, log: log, stop: make(chan struct{}), rewrapC: make(chan struct{}, 1), Metrics: metrics.New()}
 	s.API = httpapi.New(httpapi.Config{Core: c, Logger: log, OnKeyRotated: s.kickRewrap, Metrics: s.Metrics})
 	s.Metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{

@@ -9,6 +9,7 @@ import (
 	"github.com/coffer-dev/coffer/internal/auth/token"
 	"github.com/coffer-dev/coffer/internal/barrier"
 	"github.com/coffer-dev/coffer/internal/core"
+	"github.com/coffer-dev/coffer/internal/ratelimit"
 	"github.com/coffer-dev/coffer/internal/seal"
 	"github.com/coffer-dev/coffer/internal/secret"
 )
@@ -68,6 +69,8 @@ func mapError(err error) (int, []string) {
 		return http.StatusForbidden, []string{forbiddenMessage(err)}
 	case errors.Is(err, barrier.ErrSealed), errors.Is(err, token.ErrSealed):
 		return http.StatusServiceUnavailable, []string{msgSealed}
+	case errors.Is(err, ratelimit.ErrLimited):
+		return http.StatusTooManyRequests, []string{err.Error()}
 	case errors.Is(err, core.ErrAuditUnavailable):
 		return http.StatusServiceUnavailable, []string{"audit log unavailable; request refused"}
 	case errors.Is(err, seal.ErrNotInitialized), errors.Is(err, barrier.ErrNotInitialized):

@@ -129,6 +129,10 @@ func (a *API) wrap(rt *route) http.Handler {
 }
 
 func (a *API) serve(rt *route, req *request) (*reply, error) {
+	path := req.PathValue("path")
+	if err := a.core.Limits.AllowSource(path, sourceAddr(req.Request).String()); err != nil {
+		return nil, err
+	}
 	if rt.access == authenticated {
 		if a.core.Sealed() {
 			return nil, core.ErrSealed
@@ -146,6 +150,13 @@ func (a *API) serve(rt *route, req *request) (*reply, error) {
 			return nil, err
 		}
 		req.principal, req.token = p, tok
+		id := p.IdentityID
+		if id == "" {
+			id = p.Accessor
+		}
+		if err := a.core.Limits.AllowIdentity(path, id); err != nil {
+			return nil, err
+		}
 		if rt.secret {
 			req.name = req.PathValue("path")
 		}

@@ -1,0 +1,154 @@
+// Package ratelimit holds token buckets per identity and per source
+// address, configured per path prefix. A request is checked against the
+// rule with the longest matching prefix.
+package ratelimit
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Rule limits the paths under Prefix ("" for every path). A zero rate means
+// no limit of that kind.
+type Rule struct {
+	Prefix        string
+	IdentityRate  float64 // requests per second per identity
+	IdentityBurst int
+	SourceRate    float64 // requests per second per source address
+	SourceBurst   int
+}
+
+// ErrLimited is returned by Allow when a bucket is empty.
+var ErrLimited = errors.New("rate limit exceeded")
+
+// Limited tells how long to wait before retrying.
+type Limited struct {
+	RetryAfter time.Duration
+	Kind       string // "identity" or "source"
+}
+
+func (l *Limited) Error() string {
+	return fmt.Sprintf("rate limit exceeded (per %s); retry after %s", l.Kind, l.RetryAfter.Round(time.Millisecond))
+}
+
+// Unwrap makes a *Limited match ErrLimited.
+func (l *Limited) Unwrap() error { return ErrLimited }
+
+// maxBuckets bounds memory: idle buckets are dropped first.
+const maxBuckets = 100_000
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+// Limiter is safe for concurrent use.
+type Limiter struct {
+	rules []Rule // sorted by prefix length, longest first
+	now   func() time.Time
+
+	mu      sync.Mutex         // guards buckets
+	buckets map[string]*bucket // rule index + kind + key -> bucket
+}
+
+// New returns a limiter, or nil when no rule limits anything. now may be nil.
+func New(rules []Rule, now func() time.Time) (*Limiter, error) {
+	var keep []Rule
+	for _, r := range rules {
+		if r.IdentityRate < 0 || r.SourceRate < 0 || r.IdentityBurst < 0 || r.SourceBurst < 0 {
+			return nil, fmt.Errorf("rate limit %q: rates and bursts must not be negative", r.Prefix)
+		}
+		if r.IdentityRate > 0 || r.SourceRate > 0 {
+			keep = append(keep, r)
+		}
+	}
+	if len(keep) == 0 {
+		return nil, nil
+	}
+	sort.SliceStable(keep, func(i, j int) bool { return len(keep[i].Prefix) > len(keep[j].Prefix) })
+	if now == nil {
+		now = time.Now
+	}
+	return &Limiter{rules: keep, now: now, buckets: map[string]*bucket{}}, nil
+}
+
+func (l *Limiter) rule(path string) (int, *Rule) {
+	for i := range l.rules {
+		if strings.HasPrefix(path, l.rules[i].Prefix) {
+			return i, &l.rules[i]
+		}
+	}
+	return -1, nil
+}
+
+// AllowSource checks the per-source bucket for path; a nil Limiter allows all.
+func (l *Limiter) AllowSource(path, source string) error {
+	if l == nil {
+		return nil
+	}
+	i, r := l.rule(path)
+	if r == nil || r.SourceRate == 0 {
+		return nil
+	}
+	return l.take(fmt.Sprintf("%d/s/%s", i, source), r.SourceRate, r.SourceBurst, "source")
+}
+
+// AllowIdentity checks the per-identity bucket for path.
+func (l *Limiter) AllowIdentity(path, identity string) error {
+	if l == nil {
+		return nil
+	}
+	i, r := l.rule(path)
+	if r == nil || r.IdentityRate == 0 {
+		return nil
+	}
+	return l.take(fmt.Sprintf("%d/i/%s", i, identity), r.IdentityRate, r.IdentityBurst, "identity")
+}
+
+func (l *Limiter) take(key string, rate float64, burst int, kind string) error {
+	capacity := math.Max(float64(burst), 1)
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[key]
+	if b == nil {
+		if len(l.buckets) >= maxBuckets {
+			l.evictLocked(now)
+		}
+		b = &bucket{tokens: capacity, last: now}
+		l.buckets[key] = b
+	}
+	b.tokens = math.Min(capacity, b.tokens+now.Sub(b.last).Seconds()*rate)
+	b.last = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return nil
+	}
+	wait := time.Duration((1 - b.tokens) / rate * float64(time.Second))
+	return &Limited{RetryAfter: wait, Kind: kind}
+}
+
+// evictLocked drops buckets idle long enough to be full again; if none,
+// it drops half at random (map order).
+func (l *Limiter) evictLocked(now time.Time) {
+	for k, b := range l.buckets {
+		if now.Sub(b.last) > time.Minute {
+			delete(l.buckets, k)
+		}
+	}
+	if len(l.buckets) < maxBuckets {
+		return
+	}
+	n := 0
+	for k := range l.buckets {
+		delete(l.buckets, k)
+		if n++; n >= maxBuckets/2 {
+			return
+		}
+	}
+}

@@ -1,0 +1,59 @@
+package ratelimit
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestBuckets(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l, err := New([]Rule{
+		{Prefix: "", IdentityRate: 10, IdentityBurst: 2, SourceRate: 100, SourceBurst: 100},
+		{Prefix: "prod/", IdentityRate: 1, IdentityBurst: 1},
+	}, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The longest prefix wins: prod/ allows one request per second.
+	if err := l.AllowIdentity("prod/db", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	err = l.AllowIdentity("prod/db", "alice")
+	var lim *Limited
+	if !errors.As(err, &lim) || lim.RetryAfter != time.Second || !errors.Is(err, ErrLimited) {
+		t.Fatalf("second prod read = %v, want limited for 1s", err)
+	}
+	// Other identities and other prefixes have their own buckets.
+	if err := l.AllowIdentity("prod/db", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := l.AllowIdentity("dev/x", "alice"); err != nil {
+			t.Fatalf("dev read %d: %v", i, err)
+		}
+	}
+	if err := l.AllowIdentity("dev/x", "alice"); err == nil {
+		t.Fatal("burst of 2 allowed a third request")
+	}
+	now = now.Add(time.Second) // refills
+	if err := l.AllowIdentity("prod/db", "alice"); err != nil {
+		t.Fatalf("after refill: %v", err)
+	}
+	if err := l.AllowSource("prod/db", "10.0.0.1"); err != nil {
+		t.Fatalf("prod rule has no source limit; the default's does not apply: %v", err)
+	}
+}
+
+func TestNoRulesNoLimiter(t *testing.T) {
+	l, err := New([]Rule{{Prefix: "x/"}}, nil)
+	if err != nil || l != nil {
+		t.Fatalf("New(no rates) = %v, %v, want nil", l, err)
+	}
+	if l.AllowIdentity("x/y", "a") != nil || l.AllowSource("x/y", "s") != nil {
+		t.Fatal("nil limiter limited")
+	}
+	if _, err := New([]Rule{{IdentityRate: -1}}, nil); err == nil {
+		t.Fatal("negative rate accepted")
+	}
+}
