@@ -15,6 +15,7 @@ import (
 
 	"github.com/coffer-dev/coffer/internal/auth"
 	"github.com/coffer-dev/coffer/internal/auth/approle"
+	"github.com/coffer-dev/coffer/internal/auth/awskey"
 	"github.com/coffer-dev/coffer/internal/auth/cert"
 	"github.com/coffer-dev/coffer/internal/auth/jwt"
 	"github.com/coffer-dev/coffer/internal/auth/token"
@@ -61,6 +62,7 @@ type Core struct {
 	JWT      *jwt.Service
 	Cert     *cert.Service
 	AppRole  *approle.Service
+	AWSKeys  *awskey.Service
 	UserPass *userpass.Service
 
 	auditCfg AuditConfig
@@ -97,6 +99,7 @@ func New(cfg Config) *Core {
 		JWT:        jwt.New(b, jwt.Options{Now: cfg.Now, Logger: cfg.Logger}),
 		Cert:       cert.New(b, cfg.Now),
 		AppRole:    approle.New(b, approle.Options{Now: cfg.Now}),
+		AWSKeys:    awskey.New(b, cfg.Now),
 		UserPass:   userpass.New(b, userpass.Options{Now: cfg.Now, Argon2: cfg.Argon2}),
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/coffer-dev/coffer/internal/auditsink"
+	"github.com/coffer-dev/coffer/internal/awsapi"
 	"github.com/coffer-dev/coffer/internal/core"
 	"github.com/coffer-dev/coffer/internal/httpapi"
 	"github.com/coffer-dev/coffer/internal/metrics"
@@ -46,6 +47,7 @@ type Options struct {
 type Server struct {
 	Core    *core.Core
 	API     *httpapi.API
+	AWS     *awsapi.API
 	Metrics *metrics.Metrics
 
 	opts    Options
@@ -105,15 +107,20 @@ func New(opts Options) (*Server, error) {
 		ln = tls.NewListener(ln, opts.TLS)
 	}
 	s.ln = ln
-	// /vault/ serves the Vault-compatible API; everything else the native one.
+	// /vault/ serves the Vault-compatible API, /aws the AWS Secrets Manager
+	// one; everything else the native one.
 	vault := http.StripPrefix("/vault", vaultapi.New(vaultapi.Config{Core: c, Logger: log}))
+	s.AWS = awsapi.New(awsapi.Config{Core: c, Keys: c.AWSKeys, Logger: log, Metrics: s.Metrics})
 	s.http = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if strings.HasPrefix(r.URL.Path, "/vault/") {
+			switch p := r.URL.Path; {
+			case strings.HasPrefix(p, "/vault/"):
 				vault.ServeHTTP(w, r)
-				return
+			case p == awsapi.Prefix || strings.HasPrefix(p, awsapi.Prefix+"/"):
+				s.AWS.ServeHTTP(w, r)
+			default:
+				s.API.ServeHTTP(w, r)
 			}
-			s.API.ServeHTTP(w, r)
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -228,6 +235,9 @@ func (s *Server) jobs() {
 			s.log.Warn("tidy of expired tokens failed", "error", err)
 		} else if n > 0 {
 			s.log.Debug("removed expired tokens", "count", n)
+		}
+		if _, err := s.Core.AWSKeys.TidyExpired(ctx); err != nil {
+			s.log.Warn("tidy of expired aws access keys failed", "error", err)
 		}
 		if _, err := s.Core.AppRole.TidyExpired(ctx); err != nil {
 			s.log.Warn("tidy of expired approle secret_ids failed", "error", err)
