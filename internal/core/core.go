@@ -22,6 +22,7 @@ import (
 	"github.com/coffer-dev/coffer/internal/auth/userpass"
 	"github.com/coffer-dev/coffer/internal/authz"
 	"github.com/coffer-dev/coffer/internal/barrier"
+	"github.com/coffer-dev/coffer/internal/events"
 	"github.com/coffer-dev/coffer/internal/ratelimit"
 	"github.com/coffer-dev/coffer/internal/seal"
 	"github.com/coffer-dev/coffer/internal/secret"
@@ -56,6 +57,9 @@ type Core struct {
 	// Limits is nil when no rate limit is configured (its methods allow all then).
 	Limits *ratelimit.Limiter
 
+	// Events carries secret lifecycle events to subscribers.
+	Events *events.Bus
+
 	Tokens   *token.Service
 	Secrets  *secret.Service
 	Policies *authz.Service
@@ -85,7 +89,11 @@ func New(cfg Config) *Core {
 	if err != nil {
 		cfg.Logger.Error("rate limits ignored", "error", err) // the config parser validated them already
 	}
+	bus := events.New(cfg.Now)
+	secrets := secret.New(b, cfg.Now)
+	secrets.PublishTo(bus)
 	return &Core{
+		Events:     bus,
 		rootQuorum: sm.NewQuorum(),
 		auditCfg:   cfg.Audit,
 		Limits:     limits,
@@ -94,7 +102,7 @@ func New(cfg Config) *Core {
 		seal:       sm,
 		log:        cfg.Logger,
 		Tokens:     token.New(b, cfg.Now),
-		Secrets:    secret.New(b, cfg.Now),
+		Secrets:    secrets,
 		Policies:   authz.New(b, cfg.Now),
 		JWT:        jwt.New(b, jwt.Options{Now: cfg.Now, Logger: cfg.Logger}),
 		Cert:       cert.New(b, cfg.Now),

@@ -113,6 +113,9 @@ func TestEveryRouteRefuses(t *testing.T) {
 			if selfOps[rt.Op] && tc.status == 403 {
 				continue // any valid token may do these to itself; tested elsewhere
 			}
+			if rt.Op == "events.subscribe" && tc.status == 403 {
+				continue // a stream filtered per event; TestEventsStream checks the filtering
+			}
 			status, body := h.raw(t, rt.Method, path, tc.tok, `{}`)
 			if rt.Op == "secret.list" && tc.status == 403 {
 				// Listing is filtered rather than refused: nothing may leak.

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coffer-dev/coffer/internal/events"
 	"github.com/coffer-dev/coffer/internal/storage"
 )
 
@@ -139,6 +140,17 @@ type Store interface {
 type Service struct {
 	store Store
 	now   func() time.Time
+	bus   *events.Bus // nil: no events
+}
+
+// PublishTo makes the service publish lifecycle events to bus after each
+// committed change. Call it before use.
+func (s *Service) PublishTo(bus *events.Bus) { s.bus = bus }
+
+func (s *Service) publish(typ, name string, version int, stage string) {
+	if s.bus != nil {
+		s.bus.Publish(events.Event{Type: typ, Name: name, Version: version, Stage: stage})
+	}
 }
 
 // New returns a Service over store. now may be nil for time.Now.
@@ -361,6 +373,9 @@ func (s *Service) Put(ctx context.Context, in PutInput) (*PutResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !res.Replay {
+		s.publish(events.VersionCreated, res.Name, res.Version, strings.Join(res.Stages, ","))
+	}
 	return res, nil
 }
 
@@ -555,7 +570,7 @@ func (s *Service) MoveStage(ctx context.Context, name, stage string, to, from in
 	if stage == StagePrevious {
 		return nil, invalid("stage", "previous is set by Coffer when current moves")
 	}
-	return s.update(ctx, name, func(tx storage.Tx, m *Metadata) error {
+	m, err := s.update(ctx, name, func(tx storage.Tx, m *Metadata) error {
 		if err := s.usable(m); err != nil {
 			return err
 		}
@@ -572,6 +587,10 @@ func (s *Service) MoveStage(ctx context.Context, name, stage string, to, from in
 		m.setStage(stage, to)
 		return nil
 	})
+	if err == nil {
+		s.publish(events.StageMoved, m.Name, to, stage)
+	}
+	return m, err
 }
 
 // RemoveStage takes stage off whatever version holds it. current cannot be
@@ -630,13 +649,17 @@ func (s *Service) Delete(ctx context.Context, name string, in DeleteInput) (*Met
 		if err := ValidateName(name); err != nil {
 			return nil, err
 		}
-		return nil, s.store.Update(ctx, func(tx storage.Tx) error {
+		err := s.store.Update(ctx, func(tx storage.Tx) error {
 			m, err := readMeta(tx.Get, name)
 			if err != nil {
 				return err
 			}
 			return purge(tx, m)
 		})
+		if err == nil {
+			s.publish(events.Purged, name, 0, "")
+		}
+		return nil, err
 	}
 	w := in.RecoveryWindow
 	if w == 0 {
@@ -645,7 +668,7 @@ func (s *Service) Delete(ctx context.Context, name string, in DeleteInput) (*Met
 	if w < MinRecoveryWindow || w > MaxRecoveryWindow {
 		return nil, invalid("recovery_days", "must be between %d and %d days", int(MinRecoveryWindow/(24*time.Hour)), int(MaxRecoveryWindow/(24*time.Hour)))
 	}
-	return s.update(ctx, name, func(tx storage.Tx, m *Metadata) error {
+	m, err := s.update(ctx, name, func(tx storage.Tx, m *Metadata) error {
 		if m.DeletedAt != nil {
 			return ErrDeleted
 		}
@@ -654,17 +677,25 @@ func (s *Service) Delete(ctx context.Context, name string, in DeleteInput) (*Met
 		m.DeletedAt, m.PurgeAt = &now, &purgeAt
 		return tx.Put(purgePrefix+m.Name, []byte(purgeAt.Format(time.RFC3339Nano)))
 	})
+	if err == nil {
+		s.publish(events.Deleted, m.Name, 0, "")
+	}
+	return m, err
 }
 
 // Restore cancels a scheduled deletion.
 func (s *Service) Restore(ctx context.Context, name string) (*Metadata, error) {
-	return s.update(ctx, name, func(tx storage.Tx, m *Metadata) error {
+	m, err := s.update(ctx, name, func(tx storage.Tx, m *Metadata) error {
 		if m.DeletedAt == nil {
 			return ErrNotDeleted
 		}
 		m.DeletedAt, m.PurgeAt = nil, nil
 		return tx.Delete(purgePrefix + m.Name)
 	})
+	if err == nil {
+		s.publish(events.Restored, m.Name, m.CurrentVersion(), "")
+	}
+	return m, err
 }
 
 func purge(tx storage.Tx, m *Metadata) error {
@@ -707,6 +738,7 @@ func (s *Service) PurgeDue(ctx context.Context) (int, error) {
 			switch {
 			case err == nil:
 				n++
+				s.publish(events.Purged, name, 0, "")
 			case errors.Is(err, errNotDue):
 			default:
 				return n, err
@@ -722,7 +754,7 @@ func (s *Service) Destroy(ctx context.Context, name string, versions []int) (*Me
 	if len(versions) == 0 || len(versions) > MaxVersionsLimit {
 		return nil, invalid("versions", "give 1 to %d version numbers", MaxVersionsLimit)
 	}
-	return s.update(ctx, name, func(tx storage.Tx, m *Metadata) error {
+	m, err := s.update(ctx, name, func(tx storage.Tx, m *Metadata) error {
 		for _, n := range versions {
 			v := m.version(n)
 			if v == nil {
@@ -735,6 +767,12 @@ func (s *Service) Destroy(ctx context.Context, name string, versions []int) (*Me
 		}
 		return nil
 	})
+	if err == nil {
+		for _, n := range versions {
+			s.publish(events.Destroyed, m.Name, n, "")
+		}
+	}
+	return m, err
 }
 
 // Patch changes a secret's metadata; nil fields are left alone.
@@ -759,7 +797,7 @@ func (s *Service) UpdateMetadata(ctx context.Context, name string, p Patch) (*Me
 			return nil, err
 		}
 	}
-	return s.update(ctx, name, func(tx storage.Tx, m *Metadata) error {
+	m, err := s.update(ctx, name, func(tx storage.Tx, m *Metadata) error {
 		if m.DeletedAt != nil {
 			return ErrDeleted
 		}
@@ -795,6 +833,10 @@ func (s *Service) UpdateMetadata(ctx context.Context, name string, p Patch) (*Me
 		}
 		return nil
 	})
+	if err == nil {
+		s.publish(events.MetadataUpdated, m.Name, 0, "")
+	}
+	return m, err
 }
 
 func newID() (string, error) {

@@ -183,6 +183,7 @@ func (s *Server) Start(ctx context.Context) error {
 // Shutdown stops accepting requests, lets those in flight finish until ctx
 // ends, stops background jobs and closes storage last.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.Core.Events.Close() // ends event streams, which would otherwise hold Shutdown open
 	err := s.http.Shutdown(ctx)
 	close(s.stop)
 	s.wg.Wait()
