@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -133,3 +134,22 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // maxDurationSeconds keeps a number of seconds from overflowing.
 const maxDurationSeconds = 100 * 365 * 24 * 3600
+
+// CheckDelegation refuses to hand out credentials (child tokens, access
+// keys) with policies the caller lacks (no escalation; root may grant any),
+// and refuses emergency tokens any delegation: break-glass access must end
+// when its token does.
+func CheckDelegation(p *Principal, policies []string) error {
+	if p.BreakGlass {
+		return fmt.Errorf("%w: a break-glass token cannot create credentials", ErrForbidden)
+	}
+	if p.Root() {
+		return nil
+	}
+	for _, pol := range policies {
+		if !slices.Contains(p.Policies, pol) {
+			return fmt.Errorf("%w: cannot grant policy %q that the creating token lacks", ErrForbidden, pol)
+		}
+	}
+	return nil
+}

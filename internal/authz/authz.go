@@ -427,21 +427,28 @@ func (s *Service) Delete(ctx context.Context, name, actor string) error {
 	if name == RootPolicy {
 		return ErrReserved
 	}
-	cur, err := s.currentMap(ctx)
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	cur, err := s.Get(ctx, name)
 	if err != nil {
 		return err
 	}
-	if cur[name] == nil {
-		return ErrNotFound
-	}
-	desired := map[string]string{}
-	for n, st := range cur {
-		if n != name {
-			desired[n] = st.Source
+	err = s.store.Update(ctx, func(tx storage.Tx) error {
+		rev, err := nextRevision(tx, name)
+		if err != nil {
+			return err
 		}
+		st := Stored{Name: name, Source: cur.Source, Revision: rev, Deleted: true, UpdatedAt: s.now().UTC(), UpdatedBy: actor}
+		raw, _ := json.Marshal(st)
+		if err := tx.Put(fmt.Sprintf("%s%s/%010d", historyPrefix, name, rev), raw); err != nil {
+			return err
+		}
+		return tx.Delete(currentPrefix + name)
+	})
+	if err != nil {
+		return err
 	}
-	_, err = s.Apply(ctx, desired, true, actor)
-	return err
+	return s.Load(ctx)
 }
 
 // History returns every revision of a policy, oldest first.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -228,11 +229,15 @@ func shutdown(srv *server.Server, log *slog.Logger) error {
 }
 
 func isLoopbackAddr(addr string) bool {
-	host := addr
-	if i := strings.LastIndex(addr, ":"); i >= 0 {
-		host = strings.Trim(addr[:i], "[]")
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
 	}
-	return host == "localhost" || host == "127.0.0.1" || strings.HasPrefix(host, "127.") || host == "::1"
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // newLogger is the server's operational log: text to w, with credentials

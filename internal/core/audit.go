@@ -73,7 +73,7 @@ func (c *Core) loadAuditKeys(ctx context.Context) (*auditKeys, error) {
 
 // openAuditLocked opens the audit log with keys from the barrier.
 func (c *Core) openAuditLocked(ctx context.Context) error {
-	if c.auditCfg.Dir == "" {
+	if c.auditCfg.Dir == "" || c.audit.Load() != nil {
 		return nil
 	}
 	k, err := c.loadAuditKeys(ctx)
@@ -104,17 +104,15 @@ func (c *Core) closeAuditLocked() {
 func (c *Core) AuditEnabled() bool { return c.auditCfg.Dir != "" }
 
 // Audit makes r durable in the audit log before the request is answered.
-// With audit disabled it does nothing. While sealed there is no audit key,
-// so records of requests refused for being sealed are dropped.
+// With audit disabled it does nothing. While sealed there is no audit log
+// open, and Audit fails: RecordRequest only drops records of requests that
+// were refused anyway.
 func (c *Core) Audit(ctx context.Context, r *audit.Record) error {
 	if c.auditCfg.Dir == "" {
 		return nil
 	}
 	st := c.audit.Load()
 	if st == nil {
-		if c.barrier.Sealed() {
-			return nil
-		}
 		return ErrAuditUnavailable
 	}
 	if err := st.log.Append(ctx, r); err != nil {
@@ -211,6 +209,15 @@ const maxUserAgent = 256
 // kept and the request must be refused.
 func (c *Core) RecordRequest(ctx context.Context, in RequestRecord) error {
 	if c.auditCfg.Dir == "" || errors.Is(in.Err, ErrAuditUnavailable) {
+		return nil
+	}
+	if c.audit.Load() == nil && (in.Err != nil || in.Public) {
+		// Sealed (or not yet initialized): nothing can hold the record. A
+		// refused request changed nothing, and the public routes (health,
+		// seal status, unseal, init, generate-root) are the only ones a
+		// sealed server serves. Any other request that succeeded must have
+		// its record: it falls through and fails closed (for example one
+		// in flight when the server sealed).
 		return nil
 	}
 	rec := &audit.Record{

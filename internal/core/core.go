@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/coffer-dev/coffer/internal/audit"
 	"github.com/coffer-dev/coffer/internal/auth"
 	"github.com/coffer-dev/coffer/internal/auth/approle"
 	"github.com/coffer-dev/coffer/internal/auth/awskey"
@@ -160,6 +161,12 @@ func (c *Core) Init(ctx context.Context, shares, threshold int) (*InitResult, er
 		return nil, fmt.Errorf("create root token: %w", err)
 	}
 	res := &InitResult{Keys: keys, RootToken: tok}
+	// Init answers before any adapter could audit it on a Shamir seal (the
+	// server seals again below), so it records itself.
+	if err := c.Audit(ctx, &audit.Record{Type: audit.TypeRequest, Op: "sys.init", Path: "sys/init", Decision: "allow", Status: 200,
+		Reason: fmt.Sprintf("seal %s, %d shares, threshold %d", c.seal.Type(), shares, threshold)}); err != nil {
+		c.log.Error("init could not be audited", "error", err)
+	}
 	if c.seal.Type() == seal.TypeShamir {
 		res.Threshold = threshold
 		c.sealLocked()
@@ -171,6 +178,12 @@ func (c *Core) Init(ctx context.Context, shares, threshold int) (*InitResult, er
 // Unseal presents one unseal key and returns the new status.
 func (c *Core) Unseal(ctx context.Context, key string) (SealStatus, error) {
 	c.stateMu.Lock()
+	if !c.barrier.Sealed() {
+		// Already unsealed: a key changes nothing (and must not re-run the
+		// unseal steps, which would reopen the audit log).
+		c.stateMu.Unlock()
+		return c.Status(ctx)
+	}
 	done, err := c.seal.Unseal(ctx, key)
 	if err == nil && done {
 		err = c.afterUnsealLocked(ctx)
@@ -218,8 +231,25 @@ func (c *Core) afterUnsealLocked(ctx context.Context) error {
 
 // Seal seals the server: every key leaves memory.
 func (c *Core) Seal() {
+	c.SealBy(context.Background(), nil)
+}
+
+// SealBy seals the server on behalf of p (nil for the server itself, e.g.
+// at shutdown). The seal is audited before the audit log closes.
+func (c *Core) SealBy(ctx context.Context, p *auth.Principal) {
 	c.stateMu.Lock()
 	defer c.stateMu.Unlock()
+	if !c.barrier.Sealed() {
+		rec := &audit.Record{Type: audit.TypeRequest, Op: "sys.seal", Path: "sys/seal", Decision: "allow", Status: 200}
+		if p != nil {
+			rec.Identity = &audit.Identity{Name: p.Name, ID: p.IdentityID, Method: p.Method, Accessor: p.Accessor, Policies: p.Policies, BreakGlass: p.BreakGlass}
+		} else {
+			rec.Reason = "server shutdown"
+		}
+		if err := c.Audit(ctx, rec); err != nil {
+			c.log.Error("the seal could not be audited; sealing anyway", "error", err)
+		}
+	}
 	c.sealLocked()
 	c.log.Info("sealed")
 }
@@ -248,6 +278,8 @@ func (c *Core) Authenticate(ctx context.Context, tok string) (*auth.Principal, e
 
 // RotateKey adds a keyring term; RewrapKeys moves old records onto it.
 func (c *Core) RotateKey(ctx context.Context) (uint32, error) {
+	c.stateMu.Lock() // a seal must not land between reading and storing the keyring
+	defer c.stateMu.Unlock()
 	return c.barrier.Rotate(ctx)
 }
 

@@ -48,6 +48,9 @@ type BreakGlassRecord struct {
 // permanent review record. The caller authorizes the request.
 func (c *Core) BreakGlass(ctx context.Context, by *auth.Principal, justification string, policies []string, ttl time.Duration) (string, *BreakGlassRecord, error) {
 	justification = strings.TrimSpace(justification)
+	if by.BreakGlass {
+		return "", nil, fmt.Errorf("%w: a break-glass token cannot issue another", auth.ErrForbidden)
+	}
 	switch {
 	case len(justification) < minJustification || len(justification) > maxJustification:
 		return "", nil, &auth.InputError{Field: "justification", Msg: fmt.Sprintf("write %d to %d characters on why normal access is not enough", minJustification, maxJustification)}

@@ -79,6 +79,7 @@ type request struct {
 	version  int              // the secret version read or written
 	stage    string
 	hmacs    map[string]string // sensitive fields, to be HMACed
+	audited  bool              // the operation wrote its own audit record (seal)
 }
 
 // sensitive records a field whose value the audit record holds only as an HMAC.

@@ -10,6 +10,9 @@ import (
 // error only when the record could not be kept, and then the request must
 // be refused.
 func (a *API) record(rt route, r *request, status int, err error, elapsed time.Duration) error {
+	if r.audited && err == nil {
+		return nil
+	}
 	in := core.RequestRecord{
 		ID: r.id, Op: rt.op.Name, Path: rt.policyPath(r), Version: r.version, Stage: r.stage,
 		Principal: r.principal, Public: rt.access == public, Source: sourceAddr(r.Request), UserAgent: r.UserAgent(),

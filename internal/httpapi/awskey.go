@@ -33,7 +33,7 @@ type awsKeyHandlers struct{ keys *awskey.Service }
 type AWSKeyCreateRequest struct {
 	Name     string        `json:"name"`
 	Policies []string      `json:"policies,omitempty"`
-	TTL      auth.Duration `json:"ttl,omitempty"` // 0: the key does not expire
+	TTL      auth.Duration `json:"ttl,omitempty"` // 0: 90 days; at most 366 days
 }
 
 // AWSKeyCreated is the answer of POST /v1/auth/awskey/keys: the only time
@@ -44,6 +44,12 @@ type AWSKeyCreated struct {
 	Key             *awskey.Key `json:"key"`
 }
 
+// AWS access key lifetimes: keys do expire, and a rotation is a new key.
+const (
+	defaultAWSKeyTTL = 90 * 24 * time.Hour
+	maxAWSKeyTTL     = 366 * 24 * time.Hour
+)
+
 var errAWSKeyNotFound = &apiError{http.StatusNotFound, "not_found", "access key not found"}
 
 func (h awsKeyHandlers) create(r *request) (any, error) {
@@ -51,8 +57,20 @@ func (h awsKeyHandlers) create(r *request) (any, error) {
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
+	// Like child tokens: a key gets no policy its creator lacks, an
+	// emergency token cannot mint lasting credentials, and keys expire.
+	if err := auth.CheckDelegation(r.principal, in.Policies); err != nil {
+		return nil, err
+	}
+	ttl := time.Duration(in.TTL)
+	switch {
+	case ttl == 0:
+		ttl = defaultAWSKeyTTL
+	case ttl > maxAWSKeyTTL:
+		return nil, badRequest("ttl must be at most %s", maxAWSKeyTTL)
+	}
 	id, secret, k, err := h.keys.Create(r.ctx, awskey.Input{Name: in.Name, Policies: in.Policies,
-		TTL: time.Duration(in.TTL), CreatedBy: r.principal.Name})
+		TTL: ttl, CreatedBy: r.principal.Name})
 	if err != nil {
 		return nil, err
 	}

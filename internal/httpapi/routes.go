@@ -99,7 +99,8 @@ func (a *API) unseal(r *request) (any, error) {
 }
 
 func (a *API) seal(r *request) (any, error) {
-	a.core.Seal()
+	a.core.SealBy(r.ctx, r.principal)
+	r.audited = true
 	return a.core.Status(r.ctx)
 }
 

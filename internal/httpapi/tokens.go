@@ -56,9 +56,14 @@ func infoOf(e *token.Entry) tokenInfo {
 	return t
 }
 
-// self returns the caller's own entry.
+// self returns the caller's own entry. A token whose last use was this
+// request is gone by now: that is an authentication failure, not a 500.
 func (a *API) self(r *request) (*token.Entry, error) {
-	return a.core.Tokens.LookupAccessor(r.ctx, r.principal.Accessor)
+	e, err := a.core.Tokens.LookupAccessor(r.ctx, r.principal.Accessor)
+	if errors.Is(err, token.ErrNotFound) {
+		return nil, auth.ErrUnauthenticated
+	}
+	return e, err
 }
 
 // TokenCreateRequest is the body of POST /v1/auth/token/create.
@@ -94,15 +99,14 @@ func (a *API) tokenCreate(r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	root := r.principal.Root()
-	// A child may only hold policies its creator holds: no escalation.
+	if parent.NumUses > 0 {
+		return nil, fmt.Errorf("%w: a token with a use limit cannot create tokens", auth.ErrForbidden)
+	}
 	if in.Policies == nil {
 		in.Policies = slices.Clone(parent.Policies)
 	}
-	for _, p := range in.Policies {
-		if !root && !slices.Contains(parent.Policies, p) {
-			return nil, fmt.Errorf("%w: cannot grant policy %q that the creating token lacks", auth.ErrForbidden, p)
-		}
+	if err := auth.CheckDelegation(r.principal, in.Policies); err != nil {
+		return nil, err
 	}
 	if in.Orphan {
 		if err := a.authorize(r, "token.create-orphan", "auth/token/create-orphan", "update"); err != nil {

@@ -71,16 +71,27 @@ func (a *API) userpassList(r *request) (any, error) {
 }
 
 func (a *API) userpassPassword(r *request) (any, error) {
-	if err := a.selfOr(r, "userpass.password", "update"); err != nil {
-		return nil, err
-	}
 	var in struct {
-		Password string `json:"password"`
+		Password        string `json:"password"`
+		CurrentPassword string `json:"current_password"`
+		TOTP            string `json:"totp"`
 	}
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
-	return nil, a.core.UserPass.SetPassword(r.ctx, r.PathValue("user"), in.Password)
+	user := r.PathValue("user")
+	// An admin (update on the user) resets; the user themself must prove
+	// they know the current password (and TOTP), so a stolen token alone
+	// cannot take the account over.
+	if a.authorize(r, "userpass.password", "auth/userpass/users/"+user, "update") != nil {
+		if r.principal.Method != "userpass" || r.principal.IdentityID != "userpass:"+user {
+			return nil, fmt.Errorf("%w: changing another user's password needs update on auth/userpass/users/%s", auth.ErrForbidden, user)
+		}
+		if _, err := a.core.UserPass.Login(r.ctx, user, in.CurrentPassword, in.TOTP); err != nil {
+			return nil, fmt.Errorf("%w: current_password (and totp, when enrolled) must be given and correct", auth.ErrForbidden)
+		}
+	}
+	return nil, a.core.UserPass.SetPassword(r.ctx, user, in.Password)
 }
 
 func (a *API) userpassEnroll(r *request) (any, error) {

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/coffer-dev/coffer/internal/auth"
 	"github.com/coffer-dev/coffer/internal/barrier"
 	"github.com/coffer-dev/coffer/internal/seal/shamir"
 	"github.com/coffer-dev/coffer/internal/storage"
@@ -108,10 +109,10 @@ func (m *Manager) Init(ctx context.Context, shares, threshold int) ([]string, er
 	cfg := Config{Type: m.Type()}
 	if cfg.Type == TypeShamir {
 		if shares < 1 || shares > MaxShares {
-			return nil, fmt.Errorf("shares must be between 1 and %d", MaxShares)
+			return nil, &auth.InputError{Field: "shares", Msg: fmt.Sprintf("must be between 1 and %d", MaxShares)}
 		}
 		if threshold < 1 || threshold > shares || (threshold == 1 && shares > 1) {
-			return nil, errors.New("threshold must be between 2 and shares (or 1 with 1 share)")
+			return nil, &auth.InputError{Field: "threshold", Msg: "must be between 2 and shares (or 1 with 1 share)"}
 		}
 		cfg.Shares, cfg.Threshold = shares, threshold
 	}

@@ -329,7 +329,9 @@ func (s *Service) Put(ctx context.Context, in PutInput) (*PutResult, error) {
 				if v.IdempotencyToken != in.IdempotencyToken {
 					continue
 				}
-				if v.Destroyed {
+				// Only the writer of the version may replay it: anyone else
+				// could use replays to test guesses of its value.
+				if v.Destroyed || v.CreatedBy != in.Actor {
 					return ErrIdempotencyConflict
 				}
 				old, err := tx.Get(dataKey(m.ID, v.Number))

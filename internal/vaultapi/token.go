@@ -213,11 +213,11 @@ func (a *API) tokenCreate(r *request) (*reply, error) {
 	if in.Policies != nil && len(*in.Policies) > 0 {
 		policies = *in.Policies
 	}
-	root := r.principal.Root()
-	for _, p := range policies {
-		if !root && !slices.Contains(parent.Policies, p) {
-			return nil, fmt.Errorf("%w: cannot grant policy %q that the creating token lacks", auth.ErrForbidden, p)
-		}
+	if parent.NumUses > 0 {
+		return nil, fmt.Errorf("%w: a token with a use limit cannot create tokens", auth.ErrForbidden)
+	}
+	if err := auth.CheckDelegation(r.principal, policies); err != nil {
+		return nil, err
 	}
 	orphan := in.NoParent || orphanRoute
 	if in.NoParent && !orphanRoute {

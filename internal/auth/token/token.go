@@ -98,6 +98,26 @@ type Service struct {
 	mu      sync.RWMutex      // guards the fields below
 	hmacKey []byte            // nil until Load
 	cache   map[string]*Entry // token hash -> entry (entries are immutable; replaced on change)
+	// gen counts revocations. An entry read from storage is cached only if
+	// no revocation started since the read, so a lookup racing a revoke
+	// cannot put the revoked token back into the cache.
+	gen uint64
+}
+
+// generation returns the current revocation count.
+func (s *Service) generation() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.gen
+}
+
+// cacheIfCurrent stores e unless a revocation began after gen was read.
+func (s *Service) cacheIfCurrent(hash string, e *Entry, gen uint64) {
+	s.mu.Lock()
+	if s.cache != nil && s.gen == gen {
+		s.cache[hash] = e
+	}
+	s.mu.Unlock()
 }
 
 // New returns a Service; call Load after the barrier is unsealed.
@@ -332,6 +352,7 @@ func (s *Service) Lookup(ctx context.Context, tok string) (*Entry, error) {
 	e := s.cache[h]
 	s.mu.RUnlock()
 	if e == nil {
+		gen := s.generation()
 		raw, err := s.store.Get(ctx, byHashPrefix+h)
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil, auth.ErrUnauthenticated
@@ -342,11 +363,7 @@ func (s *Service) Lookup(ctx context.Context, tok string) (*Entry, error) {
 		if e, err = decodeEntry(raw, h); err != nil {
 			return nil, err
 		}
-		s.mu.Lock()
-		if s.cache != nil {
-			s.cache[h] = e
-		}
-		s.mu.Unlock()
+		s.cacheIfCurrent(h, e, gen)
 	}
 	if s.expired(e) {
 		return nil, auth.ErrUnauthenticated
@@ -363,6 +380,7 @@ func (s *Service) Use(ctx context.Context, tok string) (*Entry, error) {
 	}
 	var out *Entry
 	last := false
+	gen := s.generation()
 	err = s.store.Update(ctx, func(tx storage.Tx) error {
 		raw, err := tx.Get(byHashPrefix + e.hash)
 		if errors.Is(err, storage.ErrNotFound) {
@@ -389,11 +407,7 @@ func (s *Service) Use(ctx context.Context, tok string) (*Entry, error) {
 		s.drop(e.hash)
 		return nil, err
 	}
-	s.mu.Lock()
-	if s.cache != nil {
-		s.cache[e.hash] = out
-	}
-	s.mu.Unlock()
+	s.cacheIfCurrent(e.hash, out, gen)
 	if last {
 		if err := s.Revoke(ctx, out); err != nil {
 			return nil, err
@@ -403,9 +417,12 @@ func (s *Service) Use(ctx context.Context, tok string) (*Entry, error) {
 	return out, nil
 }
 
+// drop removes a cached entry and counts a revocation, so that lookups
+// already reading storage do not cache what they read.
 func (s *Service) drop(hash string) {
 	s.mu.Lock()
 	delete(s.cache, hash)
+	s.gen++
 	s.mu.Unlock()
 }
 
@@ -448,6 +465,7 @@ func (s *Service) Renew(ctx context.Context, e *Entry, increment time.Duration) 
 		return nil, &auth.InputError{Field: "increment", Msg: "must be between 0 and 8760h"}
 	}
 	var out *Entry
+	gen := s.generation()
 	err := s.store.Update(ctx, func(tx storage.Tx) error {
 		raw, err := tx.Get(byHashPrefix + e.hash)
 		if errors.Is(err, storage.ErrNotFound) {
@@ -485,11 +503,7 @@ func (s *Service) Renew(ctx context.Context, e *Entry, increment time.Duration) 
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	if s.cache != nil {
-		s.cache[e.hash] = out
-	}
-	s.mu.Unlock()
+	s.cacheIfCurrent(e.hash, out, gen)
 	return out, nil
 }
 
@@ -520,6 +534,9 @@ func (s *Service) revokeTree(ctx context.Context, accessor string, depth int) er
 		}
 	}
 	var hash string
+	if h, err := s.store.Get(ctx, byAccessPrefix+accessor); err == nil {
+		s.drop(string(h)) // before the delete: no lookup may cache it from now on
+	}
 	err := s.store.Update(ctx, func(tx storage.Tx) error {
 		h, err := tx.Get(byAccessPrefix + accessor)
 		if errors.Is(err, storage.ErrNotFound) {

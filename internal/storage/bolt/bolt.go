@@ -181,7 +181,7 @@ func (b *Backend) commit(batch []*request) {
 		bk := btx.Bucket(bucket)
 		for i, r := range batch {
 			ov := &overlay{bk: bk, writes: map[string][]byte{}}
-			if err := r.fn(ov); err != nil {
+			if err := runIsolated(r.fn, ov); err != nil {
 				results[i] = err
 				continue
 			}
@@ -220,6 +220,17 @@ func (b *Backend) failPending() {
 			return
 		}
 	}
+}
+
+// runIsolated runs fn, turning a panic into that request's error so one
+// bad transaction cannot take down the commit loop and its batch-mates.
+func runIsolated(fn func(storage.Tx) error, tx storage.Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("storage transaction panicked: %v", p)
+		}
+	}()
+	return fn(tx)
 }
 
 // Stats reports how many transactions were committed and how many Update
