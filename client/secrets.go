@@ -41,8 +41,29 @@ func Version(n int) Selector { return Selector{version: n} }
 // Stage selects the version holding stage (current, previous, pending or a custom label).
 func Stage(s string) Selector { return Selector{stage: s} }
 
-// Get reads a secret's value.
+// Get reads a secret's value. With Config.CacheTTL set, it may answer
+// from the cache: a value this Client read at most CacheTTL ago, unless
+// this Client changed the secret since (changes made elsewhere show once
+// the entry expires, or after InvalidateCache). The caller owns the
+// returned Secret.
 func (c *Client) Get(ctx context.Context, name string, sel Selector) (*Secret, error) {
+	if c.cache == nil {
+		return c.get(ctx, name, sel)
+	}
+	if s := c.cache.get(name, sel); s != nil {
+		return s, nil
+	}
+	gen := c.cache.generation()
+	s, err := c.get(ctx, name, sel)
+	if err != nil {
+		return nil, err
+	}
+	c.cache.put(gen, name, sel, s)
+	return s, nil
+}
+
+// get reads a secret's value from the server.
+func (c *Client) get(ctx context.Context, name string, sel Selector) (*Secret, error) {
 	q := url.Values{}
 	if sel.version != 0 {
 		q.Set("version", strconv.Itoa(sel.version))
@@ -142,6 +163,7 @@ func (c *Client) Put(ctx context.Context, name string, in PutInput) (*PutResult,
 		body["expires_at"] = in.ExpiresAt
 	}
 	var r PutResult
+	defer c.InvalidateCache(name)
 	return &r, c.do(ctx, "PUT", "/v1/secrets/"+name, nil, body, &r)
 }
 
@@ -199,6 +221,7 @@ type MetadataPatch struct {
 // UpdateMetadata applies a patch.
 func (c *Client) UpdateMetadata(ctx context.Context, name string, p MetadataPatch) (*Metadata, error) {
 	var m Metadata
+	defer c.InvalidateCache(name) // the expiry may have changed
 	return &m, c.do(ctx, "PATCH", "/v1/metadata/"+name, nil, p, &m)
 }
 
@@ -261,6 +284,7 @@ func (c *Client) Delete(ctx context.Context, name string, o DeleteOptions) (*Met
 		q.Set("recovery_days", strconv.Itoa(o.RecoveryDays))
 	}
 	var m Metadata
+	defer c.InvalidateCache(name)
 	if err := c.do(ctx, "DELETE", "/v1/secrets/"+name, q, nil, &m); err != nil {
 		return nil, err
 	}
@@ -273,12 +297,14 @@ func (c *Client) Delete(ctx context.Context, name string, o DeleteOptions) (*Met
 // Restore cancels a scheduled deletion.
 func (c *Client) Restore(ctx context.Context, name string) (*Metadata, error) {
 	var m Metadata
+	defer c.InvalidateCache(name)
 	return &m, c.do(ctx, "POST", "/v1/restore/"+name, nil, struct{}{}, &m)
 }
 
 // Destroy erases the values of versions; their metadata stays.
 func (c *Client) Destroy(ctx context.Context, name string, versions []int) (*Metadata, error) {
 	var m Metadata
+	defer c.InvalidateCache(name)
 	return &m, c.do(ctx, "POST", "/v1/destroy/"+name, nil, map[string]any{"versions": versions}, &m)
 }
 
@@ -290,11 +316,13 @@ func (c *Client) MoveStage(ctx context.Context, name, stage string, version, fro
 	if fromVersion != 0 {
 		in["from_version"] = fromVersion
 	}
+	defer c.InvalidateCache(name)
 	return &m, c.do(ctx, "POST", "/v1/stages/"+name, nil, in, &m)
 }
 
 // RemoveStage takes a label off its version; current cannot be removed.
 func (c *Client) RemoveStage(ctx context.Context, name, stage string) (*Metadata, error) {
 	var m Metadata
+	defer c.InvalidateCache(name)
 	return &m, c.do(ctx, "DELETE", "/v1/stages/"+name, url.Values{"stage": {stage}}, nil, &m)
 }

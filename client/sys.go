@@ -30,7 +30,8 @@ type Health struct {
 // not an error here.
 func (c *Client) Health(ctx context.Context) (*Health, error) {
 	var h Health
-	err := c.do(ctx, "GET", "/v1/sys/health", nil, nil, &h)
+	// A 503 or 501 is the answer, not a failure to retry.
+	err := c.send(ctx, call{method: "GET", path: "/v1/sys/health", out: &h, statusIsAnswer: true})
 	var e *Error
 	if errors.As(err, &e) && (e.StatusCode == http.StatusServiceUnavailable || e.StatusCode == http.StatusNotImplemented) {
 		return &Health{StatusCode: e.StatusCode, Sealed: e.StatusCode == http.StatusServiceUnavailable}, nil

@@ -70,7 +70,7 @@ func (e *env) rootCommand() *cobra.Command {
 	pf.StringVar(&e.address, "address", "", "server address (default $COFFER_ADDR or "+client.DefaultAddress+")")
 	pf.StringVar(&e.caCert, "ca-cert", "", "PEM file of the CA that signed the server's certificate (default $COFFER_CACERT)")
 	pf.BoolVar(&e.json, "json", false, "print machine-readable JSON")
-	root.AddCommand(e.serverCommand(), e.operatorCommand(), e.statusCommand(), e.loginCommand(), e.secretCommand(), e.tokenCommand(), e.policyCommand(), e.authCommand(), e.auditCommand(), e.awsKeyCommand())
+	root.AddCommand(e.serverCommand(), e.operatorCommand(), e.statusCommand(), e.loginCommand(), e.secretCommand(), e.tokenCommand(), e.policyCommand(), e.authCommand(), e.auditCommand(), e.awsKeyCommand(), e.runCommand())
 	return root
 }
 
@@ -114,7 +114,10 @@ func (e *env) client() (*client.Client, error) {
 			tok = strings.TrimSpace(string(b))
 		}
 	}
-	return client.New(client.Config{Address: addr, Token: tok, CACertFile: ca})
+	// A person at a terminal wants an answer, not 15 seconds of retries
+	// against a sealed server: the CLI does not retry (coffer run and the
+	// agent, which are long-running, set their own clients up).
+	return client.New(client.Config{Address: addr, Token: tok, CACertFile: ca, MaxRetries: -1})
 }
 
 // tokenFile is where `coffer login` keeps the token.

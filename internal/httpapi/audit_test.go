@@ -37,7 +37,7 @@ func newAuditHarness(t *testing.T, dir string) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Seal)
-	cl, _ := client.New(client.Config{Address: srv.URL, Token: res.RootToken})
+	cl, _ := client.New(client.Config{Address: srv.URL, Token: res.RootToken, MaxRetries: -1})
 	return &harness{core: c, api: api, srv: srv, root: res.RootToken, keys: res.Keys, c: cl}
 }
 

@@ -38,7 +38,7 @@ func startServer(t *testing.T) (*Server, *client.Client, *bolt.Backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.New(client.Config{Address: s.URL(), Token: res.RootToken})
+	c, err := client.New(client.Config{Address: s.URL(), Token: res.RootToken, MaxRetries: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
