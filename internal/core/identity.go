@@ -9,6 +9,7 @@ import (
 
 	"github.com/coffer-dev/coffer/internal/auth"
 	"github.com/coffer-dev/coffer/internal/auth/token"
+	"github.com/coffer-dev/coffer/internal/events"
 	"github.com/coffer-dev/coffer/internal/storage"
 )
 
@@ -85,6 +86,7 @@ func (c *Core) BreakGlass(ctx context.Context, by *auth.Principal, justification
 		return "", nil, err
 	}
 	c.breakGlassIssued.Add(1)
+	c.Events.Publish(events.Event{Type: events.BreakGlass, Name: "sys/break-glass", Stage: e.Accessor})
 	c.log.Warn("BREAK-GLASS token issued", "accessor", e.Accessor, "issued_by", by.Name,
 		"issuer_accessor", by.Accessor, "policies", policies, "expires_at", rec.ExpiresAt)
 	return tok, rec, nil

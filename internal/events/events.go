@@ -21,6 +21,9 @@ const (
 	MetadataUpdated = "metadata_updated"
 	Rotated         = "rotated"
 	RotationFailed  = "rotation_failed"
+	// BreakGlass is published on the name "sys/break-glass" when an
+	// emergency token is issued; Stage carries its accessor.
+	BreakGlass = "break_glass_issued"
 )
 
 // Event is one change. It never carries a value.
