@@ -22,7 +22,9 @@ import (
 )
 
 // newAuditHarness starts an unsealed server whose audit log lives in dir.
-func newAuditHarness(t *testing.T, dir string) *harness {
+func newAuditHarness(t *testing.T, dir string) *harness { return newAuditHarnessTB(t, dir) }
+
+func newAuditHarnessTB(t testing.TB, dir string) *harness {
 	t.Helper()
 	ctx := context.Background()
 	c := core.New(core.Config{Backend: mem.New(), Audit: core.AuditConfig{Dir: dir}})

@@ -29,3 +29,25 @@ func BenchmarkReadPath(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkReadPathAudited is BenchmarkReadPath with the durable audit log
+// on: every read waits for its record to be fsynced (shared by group commit).
+func BenchmarkReadPathAudited(b *testing.B) {
+	h := newAuditHarnessTB(b, b.TempDir())
+	if _, err := h.c.PutText(context.Background(), "bench/secret", strings.Repeat("x", 100)); err != nil {
+		b.Fatal(err)
+	}
+	req := httptest.NewRequest("GET", "/v1/secrets/bench/secret", nil)
+	req.Header.Set("X-Coffer-Token", h.root)
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			w := httptest.NewRecorder()
+			h.api.ServeHTTP(w, req)
+			if w.Code != http.StatusOK {
+				b.Fatalf("status %d", w.Code)
+			}
+		}
+	})
+}
