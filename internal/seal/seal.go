@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coffer-dev/coffer/internal/auth"
 	"github.com/coffer-dev/coffer/internal/barrier"
@@ -275,9 +276,14 @@ func writeKeyFile(path string, key []byte) error {
 type Quorum struct {
 	m *Manager
 
-	mu     sync.Mutex // guards shares
-	shares [][]byte
+	mu      sync.Mutex // guards shares and started
+	shares  [][]byte
+	started time.Time // when the first key of this attempt came in
 }
+
+// QuorumTimeout abandons an attempt whose keys do not all arrive in time,
+// so a stalled attempt cannot be completed later by a single key holder.
+const QuorumTimeout = 10 * time.Minute
 
 // NewQuorum returns an empty quorum for m's seal.
 func (m *Manager) NewQuorum() *Quorum { return &Quorum{m: m} }
@@ -320,10 +326,16 @@ func (q *Quorum) Add(ctx context.Context, key string) ([]byte, error) {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if len(q.shares) > 0 && time.Since(q.started) > QuorumTimeout {
+		q.shares = nil
+	}
 	for _, s := range q.shares {
 		if subtle.ConstantTimeCompare(s, raw) == 1 {
 			return nil, nil
 		}
+	}
+	if len(q.shares) == 0 {
+		q.started = time.Now()
 	}
 	q.shares = append(q.shares, raw)
 	if len(q.shares) < cfg.Threshold {
