@@ -184,8 +184,11 @@ func (c *Core) AuditLog() *audit.Log {
 	return nil
 }
 
-// RequestRecord is what a wire adapter knows about a finished request.
+// RequestRecord is what a wire adapter knows about a request.
 type RequestRecord struct {
+	// Type is audit.TypeRequest (the default) for the outcome, or
+	// TypeIntent for the record a change writes before it acts.
+	Type         string
 	ID, Op, Path string
 	Version      int
 	Stage        string
@@ -200,6 +203,11 @@ type RequestRecord struct {
 	Sensitive    map[string]string // fields kept only as HMACs
 	Elapsed      time.Duration
 }
+
+// TypeIntent marks the record a change writes before it acts, so that a
+// change the audit log cannot record is never made, and a change whose
+// outcome record fails after it committed is still on record.
+const TypeIntent = "intent"
 
 // maxUserAgent bounds the user agent kept in a record.
 const maxUserAgent = 256
@@ -220,8 +228,12 @@ func (c *Core) RecordRequest(ctx context.Context, in RequestRecord) error {
 		// in flight when the server sealed).
 		return nil
 	}
+	typ := in.Type
+	if typ == "" {
+		typ = audit.TypeRequest
+	}
 	rec := &audit.Record{
-		Type: audit.TypeRequest, RequestID: in.ID, Op: in.Op, Path: in.Path, Version: in.Version, Stage: in.Stage,
+		Type: typ, RequestID: in.ID, Op: in.Op, Path: in.Path, Version: in.Version, Stage: in.Stage,
 		Source: in.Source.String(), UserAgent: in.UserAgent, Status: in.Status, LatencyUS: in.Elapsed.Microseconds(),
 		Error: in.ErrCode,
 	}

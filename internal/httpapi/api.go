@@ -257,6 +257,14 @@ func (a *API) serve(rt route, req *request) (response, error) {
 			}
 		}
 	}
+	if rt.access == authenticated && req.Method != http.MethodGet && req.Method != http.MethodHead {
+		// A change is on record before it is made.
+		if err := a.core.RecordRequest(req.ctx, core.RequestRecord{Type: core.TypeIntent, ID: req.id, Op: rt.op.Name,
+			Path: rt.policyPath(req), Principal: req.principal, Source: sourceAddr(req.Request),
+			UserAgent: req.UserAgent(), Decision: req.decision}); err != nil {
+			return response{}, err
+		}
+	}
 	body, err := rt.handle(req)
 	if err != nil {
 		return response{}, err

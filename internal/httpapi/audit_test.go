@@ -84,7 +84,7 @@ func TestAuditRecordsEveryRequest(t *testing.T) {
 	recs := readAll(t, dir)
 	find := func(op, decision string) *audit.Record {
 		for _, r := range recs {
-			if r.Op == op && r.Decision == decision {
+			if r.Type == audit.TypeRequest && r.Op == op && r.Decision == decision {
 				return r
 			}
 		}
@@ -94,6 +94,13 @@ func TestAuditRecordsEveryRequest(t *testing.T) {
 	w := find("secret.write", "allow")
 	if w.Identity == nil || w.Identity.Name != "root" || w.Path != "prod/payments/db" || w.Version != 1 || w.Status != 201 {
 		t.Errorf("write record = %+v", w)
+	}
+	intent := false
+	for _, r := range recs {
+		intent = intent || (r.Type == core.TypeIntent && r.RequestID == w.RequestID && r.Seq < w.Seq)
+	}
+	if !intent {
+		t.Error("the write has no intent record before its outcome")
 	}
 	if w.HMACs["value"] != hash.HMAC {
 		t.Errorf("value HMAC %q, coffer audit hash says %q", w.HMACs["value"], hash.HMAC)
