@@ -262,7 +262,24 @@ func (a *API) serve(c *call, w http.ResponseWriter) (any, error) {
 	if ct := r.Header.Get("Content-Type"); !jsonContentType(ct) {
 		return nil, &awsError{http.StatusBadRequest, "SerializationException", "send Content-Type: application/x-amz-json-1.1"}
 	}
+	// A change is on record before it is made, as on the native API.
+	if a.cfg.Audit == nil && !readOnly(c.op) {
+		if err := a.core.RecordRequest(c.ctx, core.RequestRecord{Type: core.TypeIntent, ID: c.id, Op: "aws." + c.op,
+			Path: path, Principal: c.principal, Source: c.source, UserAgent: r.UserAgent(), Decision: nil}); err != nil {
+			return nil, err
+		}
+	}
 	return op.run(c)
+}
+
+// readOnly reports whether an operation only reads.
+func readOnly(op string) bool {
+	for _, p := range []string{"Get", "List", "Describe", "BatchGet", "Validate"} {
+		if strings.HasPrefix(op, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // limitPath is the secret name a request is about, for the rate limiter's

@@ -173,6 +173,17 @@ func (a *API) serve(rt *route, req *request) (*reply, error) {
 			}
 		}
 	}
+	if rt.access == authenticated && req.Method != http.MethodGet && req.Method != http.MethodHead && req.Method != "LIST" {
+		// A change is on record before it is made, as on the native API.
+		path := req.name
+		if path == "" {
+			path = rt.op
+		}
+		if err := a.core.RecordRequest(req.ctx, core.RequestRecord{Type: core.TypeIntent, ID: req.id, Op: rt.op,
+			Path: path, Principal: req.principal, Source: sourceAddr(req.Request), UserAgent: req.UserAgent()}); err != nil {
+			return nil, err
+		}
+	}
 	return rt.handle(req)
 }
 
