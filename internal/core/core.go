@@ -256,6 +256,7 @@ func (c *Core) SealBy(ctx context.Context, p *auth.Principal) {
 
 func (c *Core) sealLocked() {
 	c.rootQuorum.Reset() // a generate-root attempt does not survive a seal
+	c.Secrets.Invalidate()
 	c.closeAuditLocked()
 	c.Tokens.Reset()
 	c.Policies.Reset()

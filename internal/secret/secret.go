@@ -16,6 +16,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coffer-dev/coffer/internal/events"
@@ -141,6 +142,55 @@ type Service struct {
 	store Store
 	now   func() time.Time
 	bus   *events.Bus // nil: no events
+
+	// Decoded metadata for Get, the hot path. Every change forgets its
+	// name before it writes and again after it commits; gen counts those,
+	// and a reader caches what it read only if no change began meanwhile.
+	metaMu    sync.RWMutex
+	metaCache map[string]*Metadata // read-only once cached
+	metaGen   uint64
+}
+
+// maxMetaCache bounds the metadata cache; when full it starts over.
+const maxMetaCache = 10000
+
+// forget drops name from the metadata cache and counts a change.
+func (s *Service) forget(name string) {
+	s.metaMu.Lock()
+	delete(s.metaCache, name)
+	s.metaGen++
+	s.metaMu.Unlock()
+}
+
+// Invalidate drops every cached metadata record (for changes made by other nodes).
+func (s *Service) Invalidate() {
+	s.metaMu.Lock()
+	s.metaCache = nil
+	s.metaGen++
+	s.metaMu.Unlock()
+}
+
+// cachedMeta returns name's metadata for reading only, from the cache or storage.
+func (s *Service) cachedMeta(ctx context.Context, name string) (*Metadata, error) {
+	s.metaMu.RLock()
+	m, gen := s.metaCache[name], s.metaGen
+	s.metaMu.RUnlock()
+	if m != nil {
+		return m, nil
+	}
+	m, err := readMeta(func(k string) ([]byte, error) { return s.store.Get(ctx, k) }, name)
+	if err != nil {
+		return nil, err
+	}
+	s.metaMu.Lock()
+	if s.metaGen == gen {
+		if s.metaCache == nil || len(s.metaCache) >= maxMetaCache {
+			s.metaCache = make(map[string]*Metadata)
+		}
+		s.metaCache[name] = m
+	}
+	s.metaMu.Unlock()
+	return m, nil
 }
 
 // PublishTo makes the service publish lifecycle events to bus after each
@@ -300,6 +350,8 @@ func (s *Service) Put(ctx context.Context, in PutInput) (*PutResult, error) {
 		return nil, err
 	}
 	var res *PutResult
+	s.forget(in.Name)
+	defer s.forget(in.Name)
 	err := s.store.Update(ctx, func(tx storage.Tx) error {
 		res = nil
 		now := s.now().UTC()
@@ -438,7 +490,7 @@ func (s *Service) Get(ctx context.Context, name string, sel Selector) (*Value, e
 	if err := sel.validate(); err != nil {
 		return nil, err
 	}
-	m, err := readMeta(func(k string) ([]byte, error) { return s.store.Get(ctx, k) }, name)
+	m, err := s.cachedMeta(ctx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -615,6 +667,8 @@ func (s *Service) RemoveStage(ctx context.Context, name, stage string) (*Metadat
 
 // update runs a read-modify-write of a secret's metadata in one transaction.
 func (s *Service) update(ctx context.Context, name string, fn func(storage.Tx, *Metadata) error) (*Metadata, error) {
+	s.forget(name)
+	defer s.forget(name)
 	var out *Metadata
 	err := s.store.Update(ctx, func(tx storage.Tx) error {
 		m, err := s.metaForUpdate(tx, name)
@@ -651,6 +705,8 @@ func (s *Service) Delete(ctx context.Context, name string, in DeleteInput) (*Met
 		if err := ValidateName(name); err != nil {
 			return nil, err
 		}
+		s.forget(name)
+		defer s.forget(name)
 		err := s.store.Update(ctx, func(tx storage.Tx) error {
 			m, err := readMeta(tx.Get, name)
 			if err != nil {
@@ -724,6 +780,7 @@ func (s *Service) PurgeDue(ctx context.Context) (int, error) {
 		after = keys[len(keys)-1]
 		for _, k := range keys {
 			name := strings.TrimPrefix(k, purgePrefix)
+			s.forget(name)
 			err := s.store.Update(ctx, func(tx storage.Tx) error {
 				m, err := readMeta(tx.Get, name)
 				if errors.Is(err, ErrNotFound) {
@@ -737,6 +794,7 @@ func (s *Service) PurgeDue(ctx context.Context) (int, error) {
 				}
 				return purge(tx, m)
 			})
+			s.forget(name)
 			switch {
 			case err == nil:
 				n++
