@@ -282,3 +282,6 @@ func (r *response) apiError() *Error {
 	}
 	return &Error{StatusCode: r.status, Code: eb.Error.Code, Message: eb.Error.Message, RequestID: eb.Error.RequestID}
 }
+
+// Token returns the token the client sends.
+func (c *Client) Token() string { return c.token }

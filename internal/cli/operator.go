@@ -16,7 +16,7 @@ import (
 
 func (e *env) operatorCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "operator", Short: "Initialize, unseal, seal and rotate keys"}
-	cmd.AddCommand(e.initCommand(), e.unsealCommand(), e.sealCommand(), e.rotateKeyCommand(), e.keyStatusCommand(), e.generateRootCommand(), e.breakGlassCommand())
+	cmd.AddCommand(e.initCommand(), e.unsealCommand(), e.sealCommand(), e.rotateKeyCommand(), e.keyStatusCommand(), e.generateRootCommand(), e.breakGlassCommand(), e.snapshotCommand())
 	return cmd
 }
 

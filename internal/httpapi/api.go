@@ -177,7 +177,7 @@ func (a *API) wrap(rt route) http.Handler {
 		id := newRequestID()
 		w.Header().Set("X-Request-Id", id)
 		w.Header().Set("Cache-Control", "no-store")
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBodySize)
+		r.Body = http.MaxBytesReader(w, r.Body, bodyLimit(rt.op.Name))
 		req := &request{Request: r, ctx: r.Context(), id: id, w: w}
 		resp, err := a.serve(rt, req)
 		status := resp.status

@@ -168,7 +168,7 @@ func nonNil(s []string) []string {
 
 // authMethodError maps the auth methods' own errors.
 func authMethodError(err error) (int, string, string, bool) {
-	for _, f := range []func(error) (int, string, string, bool){approleError, userpassError} {
+	for _, f := range []func(error) (int, string, string, bool){approleError, userpassError, snapshotError} {
 		if status, code, msg, ok := f(err); ok {
 			return status, code, msg, true
 		}

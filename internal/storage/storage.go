@@ -62,3 +62,11 @@ func CheckKey(key string) error {
 	}
 	return nil
 }
+
+// Snapshotter is the optional capability of backends that can visit every
+// record in one consistent read transaction, for backups.
+type Snapshotter interface {
+	// ForEach calls fn for every key and value in key order, from one
+	// consistent view of the store. fn must not retain value.
+	ForEach(ctx context.Context, fn func(key string, value []byte) error) error
+}

@@ -300,3 +300,16 @@ func (o *overlay) set(key string, v []byte) {
 	}
 	o.writes[key] = v
 }
+
+// ForEach implements storage.Snapshotter from one read transaction, so a
+// backup taken while serving is consistent.
+func (b *Backend) ForEach(ctx context.Context, fn func(key string, value []byte) error) error {
+	return mapErr(b.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return fn(string(k), v)
+		})
+	}))
+}

@@ -140,3 +140,21 @@ func (t *tx) Delete(key string) error {
 	t.writes[key] = nil
 	return nil
 }
+
+// ForEach implements storage.Snapshotter.
+func (b *Backend) ForEach(ctx context.Context, fn func(key string, value []byte) error) error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return storage.ErrClosed
+	}
+	for _, k := range b.keys {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(k, b.data[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
