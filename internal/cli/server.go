@@ -200,7 +200,8 @@ func (e *env) runConfig(ctx context.Context, log *slog.Logger, path, listen stri
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Options{Backend: be, KeyFile: cfg.KeyFile(), Address: cfg.Listener.Address, TLS: tlsCfg, Logger: log, Audit: cfg.AuditConfig(), AuditSinks: cfg.AuditSinks(), RateLimits: cfg.RateLimits()})
+	srv, err := server.New(server.Options{Backend: be, KeyFile: cfg.KeyFile(), Address: cfg.Listener.Address, TLS: tlsCfg, Logger: log, Audit: cfg.AuditConfig(), AuditSinks: cfg.AuditSinks(), RateLimits: cfg.RateLimits(),
+		Snapshots: cfg.SnapshotSchedule()})
 	if err != nil {
 		be.Close()
 		return err

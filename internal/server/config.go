@@ -37,12 +37,35 @@ const MaxConfigSize = 1 << 20
 //
 // Unknown blocks and attributes are errors.
 type Config struct {
-	Listener Listener `hcl:"listener,block"`
-	Storage  Storage  `hcl:"storage,block"`
-	Seal     *Seal    `hcl:"seal,block"`
-	Audit    *Audit   `hcl:"audit,block"`
-	Limits   []Limit  `hcl:"rate_limit,block"`
-	LogLevel string   `hcl:"log_level,optional"`
+	Listener Listener  `hcl:"listener,block"`
+	Storage  Storage   `hcl:"storage,block"`
+	Seal     *Seal     `hcl:"seal,block"`
+	Audit    *Audit    `hcl:"audit,block"`
+	Limits   []Limit   `hcl:"rate_limit,block"`
+	Snapshot *Snapshot `hcl:"snapshot,block"`
+	LogLevel string    `hcl:"log_level,optional"`
+}
+
+// Snapshot schedules backups into a directory, keeping the newest Retain:
+//
+//	snapshot {
+//	  path     = "/var/lib/coffer/snapshots"
+//	  interval = "6h"
+//	  retain   = 28
+//	}
+type Snapshot struct {
+	Path     string `hcl:"path"`
+	Interval string `hcl:"interval,optional"` // default 24h
+	Retain   int    `hcl:"retain,optional"`   // default 7
+}
+
+// SnapshotSchedule returns the scheduled snapshot settings (zero when none).
+func (c *Config) SnapshotSchedule() SnapshotSchedule {
+	if c.Snapshot == nil {
+		return SnapshotSchedule{}
+	}
+	iv, _ := time.ParseDuration(c.Snapshot.Interval)
+	return SnapshotSchedule{Dir: c.Snapshot.Path, Interval: iv, Retain: c.Snapshot.Retain}
 }
 
 // Limit is a token-bucket rate limit for the paths under a prefix
@@ -212,6 +235,19 @@ func (c *Config) validate(file string) error {
 			if _, err := sk.Build(); err != nil {
 				return fmt.Errorf("%s: audit sink %q: %v", file, sk.Name, err)
 			}
+		}
+	}
+	if sn := c.Snapshot; sn != nil {
+		if sn.Path == "" {
+			return fmt.Errorf("%s: snapshot needs path", file)
+		}
+		if sn.Interval != "" {
+			if d, err := time.ParseDuration(sn.Interval); err != nil || d < time.Minute {
+				return fmt.Errorf("%s: snapshot interval must be a duration of at least 1m", file)
+			}
+		}
+		if sn.Retain < 0 {
+			return fmt.Errorf("%s: snapshot retain must be positive", file)
 		}
 	}
 	if _, err := ratelimit.New(c.RateLimits(), nil); err != nil {

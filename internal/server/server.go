@@ -10,6 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +44,16 @@ type Options struct {
 	AuditSinks map[string]auditsink.Sink
 	// RateLimits are token buckets per path prefix; none means unlimited.
 	RateLimits []ratelimit.Rule
+	// Snapshots schedules backups; a zero Dir disables them.
+	Snapshots SnapshotSchedule
+}
+
+// SnapshotSchedule writes a backup every Interval into Dir, keeping the
+// newest Retain files.
+type SnapshotSchedule struct {
+	Dir      string
+	Interval time.Duration // 0: 24h
+	Retain   int           // 0: 7
 }
 
 // Server is a running Coffer server.
@@ -161,6 +174,13 @@ func (s *Server) Start(ctx context.Context) error {
 		defer s.wg.Done()
 		s.jobs()
 	}()
+	if s.opts.Snapshots.Dir != "" {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.snapshotLoop()
+		}()
+	}
 	if len(s.sinks) > 0 {
 		ctx, cancel := context.WithCancel(context.Background())
 		s.wg.Add(1)
@@ -253,4 +273,66 @@ func (s *Server) jobs() {
 		}
 		cancel()
 	}
+}
+
+// snapshotLoop writes scheduled snapshots until the server stops.
+func (s *Server) snapshotLoop() {
+	sc := s.opts.Snapshots
+	if sc.Interval == 0 {
+		sc.Interval = 24 * time.Hour
+	}
+	if sc.Retain == 0 {
+		sc.Retain = 7
+	}
+	t := time.NewTicker(sc.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		if path, err := s.SnapshotTo(sc.Dir, sc.Retain); err != nil {
+			s.log.Error("scheduled snapshot failed", "error", err)
+		} else {
+			s.log.Info("scheduled snapshot written", "path", path)
+		}
+	}
+}
+
+// SnapshotTo writes a snapshot file into dir (0600, written atomically)
+// and deletes the oldest beyond retain.
+func (s *Server) SnapshotTo(dir string, retain int) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp(dir, ".snapshot-*")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(f.Name())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	if _, err := s.Core.Snapshot(ctx, f); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "coffer-"+time.Now().UTC().Format("20060102T150405.000Z")+".snapshot")
+	if err := os.Rename(f.Name(), path); err != nil {
+		return "", err
+	}
+	old, _ := filepath.Glob(filepath.Join(dir, "coffer-*.snapshot"))
+	sort.Strings(old) // names sort by time
+	for len(old) > retain {
+		os.Remove(old[0])
+		old = old[1:]
+	}
+	return path, nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -282,5 +283,26 @@ func TestSnapshotUnderLoadRestores(t *testing.T) {
 	}
 	if st, _ := c2.SealStatus(ctx); st.Initialized {
 		t.Fatal("a corrupt snapshot initialized the server")
+	}
+}
+
+func TestScheduledSnapshotRetention(t *testing.T) {
+	s, c, _ := startServer(t)
+	ctx := context.Background()
+	c.PutText(ctx, "k", "v")
+	dir := t.TempDir()
+	for i := 0; i < 4; i++ {
+		if _, err := s.SnapshotTo(dir, 2); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond) // distinct names
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "coffer-*.snapshot"))
+	if len(files) != 2 {
+		t.Fatalf("kept %d snapshots, want 2: %v", len(files), files)
+	}
+	st, _ := os.Stat(files[1])
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("snapshot mode %v, want 0600", st.Mode().Perm())
 	}
 }
