@@ -337,3 +337,17 @@ func FuzzPutBody(f *testing.F) {
 		}
 	})
 }
+
+func TestLivenessAndReadiness(t *testing.T) {
+	h := newHarness(t)
+	if s, _ := h.raw(t, "GET", "/v1/sys/health/ready", "", ""); s != 200 {
+		t.Fatalf("ready while unsealed = %d", s)
+	}
+	h.core.Seal()
+	if s, body := h.raw(t, "GET", "/v1/sys/health/ready", "", ""); s != 503 || body["ready"] != false {
+		t.Fatalf("ready while sealed = %d %v", s, body)
+	}
+	if s, _ := h.raw(t, "GET", "/v1/sys/health/live", "", ""); s != 200 {
+		t.Fatalf("live while sealed = %d, want 200 (a sealed server must not be restarted)", s)
+	}
+}

@@ -24,6 +24,8 @@ func (a *API) coreRoutes() []route {
 	return []route{
 		{"GET", "/v1/sys/health", Op{"sys.health", ""}, public, a.health, nil},
 		{"GET", "/v1/sys/seal-status", Op{"sys.seal-status", ""}, public, a.sealStatus, nil},
+		{"GET", "/v1/sys/health/live", Op{"sys.live", ""}, public, a.live, nil},
+		{"GET", "/v1/sys/health/ready", Op{"sys.ready", ""}, public, a.ready, nil},
 		{"POST", "/v1/sys/init", Op{"sys.init", ""}, public, a.initialize, nil},
 		{"POST", "/v1/sys/unseal", Op{"sys.unseal", ""}, public, a.unseal, nil},
 		{"POST", "/v1/sys/seal", Op{"sys.seal", "admin"}, authenticated, a.seal, fixed("sys/seal")},
@@ -63,6 +65,33 @@ func (a *API) health(r *request) (any, error) {
 		r.status = http.StatusServiceUnavailable
 	}
 	return body, nil
+}
+
+// live answers 200 while the process serves HTTP: for a liveness probe,
+// which should restart a hung process but never a sealed one.
+func (a *API) live(r *request) (any, error) {
+	return map[string]bool{"live": true}, nil
+}
+
+// ready answers 200 only when the server can serve secrets: initialized,
+// unsealed, storage answering and the audit log writable. Load balancers
+// and readiness probes route on it.
+func (a *API) ready(r *request) (any, error) {
+	st, err := a.core.Status(r.ctx)
+	checks := map[string]bool{
+		"initialized": err == nil && st.Initialized,
+		"unsealed":    err == nil && !st.Sealed,
+		"storage_ok":  a.core.HealthCheck(r.ctx) == nil,
+		"audit_ok":    a.core.AuditHealthy() == nil,
+	}
+	ready := true
+	for _, ok := range checks {
+		ready = ready && ok
+	}
+	if !ready {
+		r.status = http.StatusServiceUnavailable
+	}
+	return map[string]any{"ready": ready, "checks": checks}, nil
 }
 
 func (a *API) sealStatus(r *request) (any, error) {
