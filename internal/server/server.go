@@ -89,6 +89,14 @@ func New(opts Options) (*Server, error) {
 		Name: "coffer_audit_write_failures_total", Help: "Audit records that could not be made durable (requests refused).",
 	}, func() float64 { return float64(c.AuditFailures()) }))
 	s.Metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "coffer_sealed", Help: "1 while the server is sealed.",
+	}, func() float64 {
+		if c.Sealed() {
+			return 1
+		}
+		return 0
+	}))
+	s.Metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "coffer_audit_healthy", Help: "1 when the local audit log accepts records.",
 	}, func() float64 {
 		if c.AuditHealthy() != nil {
