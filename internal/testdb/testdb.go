@@ -256,7 +256,11 @@ func (s *Server) Stop() {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGINT)
+	sig := syscall.SIGINT // PostgreSQL's fast shutdown
+	if s.Kind == "mysql" {
+		sig = syscall.SIGTERM // mariadbd ignores SIGINT
+	}
+	_ = s.cmd.Process.Signal(sig)
 	done := make(chan struct{})
 	go func() {
 		for s.cmd.ProcessState == nil {
