@@ -24,6 +24,7 @@ import (
 	"github.com/coffer-dev/coffer/internal/authz"
 	"github.com/coffer-dev/coffer/internal/barrier"
 	"github.com/coffer-dev/coffer/internal/events"
+	"github.com/coffer-dev/coffer/internal/exposure"
 	"github.com/coffer-dev/coffer/internal/ratelimit"
 	"github.com/coffer-dev/coffer/internal/seal"
 	"github.com/coffer-dev/coffer/internal/secret"
@@ -69,6 +70,8 @@ type Core struct {
 	AppRole  *approle.Service
 	AWSKeys  *awskey.Service
 	UserPass *userpass.Service
+	// Exposures holds reports of leaked secret values (M6).
+	Exposures *exposure.Service
 
 	auditCfg AuditConfig
 	audit    atomic.Pointer[auditState] // nil while sealed or disabled
@@ -110,6 +113,7 @@ func New(cfg Config) *Core {
 		AppRole:    approle.New(b, approle.Options{Now: cfg.Now}),
 		AWSKeys:    awskey.New(b, cfg.Now),
 		UserPass:   userpass.New(b, userpass.Options{Now: cfg.Now, Argon2: cfg.Argon2}),
+		Exposures:  exposure.New(b, cfg.Now),
 	}
 }
 

@@ -21,6 +21,9 @@ const (
 	MetadataUpdated = "metadata_updated"
 	Rotated         = "rotated"
 	RotationFailed  = "rotation_failed"
+	// Exposed is published when someone reports the secret's value leaked;
+	// Stage carries the report's source.
+	Exposed = "exposure_reported"
 	// BreakGlass is published on the name "sys/break-glass" when an
 	// emergency token is issued; Stage carries its accessor.
 	BreakGlass = "break_glass_issued"

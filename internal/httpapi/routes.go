@@ -17,7 +17,7 @@ import (
 
 // table is every route of the native API.
 func (a *API) table() []route {
-	return slices.Concat(a.coreRoutes(), a.tokenRoutes(), a.policyRoutes(), a.emergencyRoutes(), a.authMethodRoutes(), a.metricsRoutes(), a.awsKeyRoutes(a.core.AWSKeys), a.eventRoutes(), a.snapshotRoutes())
+	return slices.Concat(a.coreRoutes(), a.tokenRoutes(), a.policyRoutes(), a.emergencyRoutes(), a.authMethodRoutes(), a.metricsRoutes(), a.awsKeyRoutes(a.core.AWSKeys), a.eventRoutes(), a.snapshotRoutes(), a.exposureRoutes())
 }
 
 func (a *API) coreRoutes() []route {

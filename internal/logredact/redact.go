@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"sync/atomic"
 )
 
 // Replacement stands in for a redacted credential.
@@ -22,11 +23,25 @@ var credential = regexp.MustCompile(
 		`|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*` + // JWTs
 		`|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{16,}`) // Authorization headers
 
+// redactions counts credentials caught on their way to the log.
+var redactions atomic.Uint64
+
+// Redactions returns how many credential-shaped strings Scrub has replaced
+// in this process: each one is a leak the redactor stopped (the reference's
+// M6, "secrets exposed in logs", which should stay 0 because code never
+// logs a credential; a rise means a call site does).
+func Redactions() uint64 { return redactions.Load() }
+
 // Scrub returns s with every credential-shaped substring replaced.
 func Scrub(s string) string {
 	if len(s) < 16 {
 		return s
 	}
+	loc := credential.FindAllStringIndex(s, -1)
+	if loc == nil {
+		return s
+	}
+	redactions.Add(uint64(len(loc)))
 	return credential.ReplaceAllString(s, Replacement)
 }
 

@@ -10,6 +10,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/coffer-dev/coffer/internal/exposure"
+	"github.com/coffer-dev/coffer/internal/logredact"
 )
 
 // Metrics is one server's collectors, registered in its own registry.
@@ -21,6 +24,7 @@ type Metrics struct {
 	Refused         *prometheus.CounterVec   // reason, path prefix
 	BreakGlass      prometheus.Counter
 	Logins          *prometheus.CounterVec // method, result
+	Exposures       *prometheus.CounterVec // source
 
 	prefixMu sync.Mutex          // guards prefixes
 	prefixes map[string]struct{} // prefix label values in use
@@ -47,8 +51,17 @@ func New() *Metrics {
 		Logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "coffer_logins_total", Help: "Auth method logins by method and result.",
 		}, []string{"method", "result"}),
+		Exposures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coffer_secret_exposures_reported_total", Help: "Reports that a secret's value leaked, by where it was found (M6).",
+		}, []string{"source"}),
 	}
-	m.Registry.MustRegister(m.Requests, m.RequestDuration, m.Refused, m.BreakGlass, m.Logins,
+	for _, src := range exposure.Sources {
+		m.Exposures.WithLabelValues(src)
+	}
+	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "coffer_log_redactions_total", Help: "Credential-shaped strings the log redactor kept out of the operational log (M6 detector; should stay 0).",
+	}, func() float64 { return float64(logredact.Redactions()) }))
+	m.Registry.MustRegister(m.Requests, m.RequestDuration, m.Refused, m.BreakGlass, m.Logins, m.Exposures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

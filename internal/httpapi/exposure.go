@@ -1,0 +1,60 @@
+package httpapi
+
+import (
+	"github.com/coffer-dev/coffer/internal/events"
+	"github.com/coffer-dev/coffer/internal/exposure"
+)
+
+// exposureRoutes take reports that a secret's value leaked (M6). Policies
+// grant them on sys/exposures/NAME, so a scanner's identity can report
+// without being able to read the secret.
+func (a *API) exposureRoutes() []route {
+	sysPath := func(r *request) string { return "sys/exposures/" + r.PathValue("name") }
+	return []route{
+		{"POST", "/v1/exposures/{name...}", Op{"secret.report-exposure", "create"}, authenticated, a.reportExposure, sysPath},
+		{"GET", "/v1/exposures/{name...}", Op{"secret.exposures", "read"}, authenticated, a.listExposures, sysPath},
+		{"GET", "/v1/exposures", Op{"sys.exposures", "list"}, authenticated, a.listAllExposures, fixed("sys/exposures")},
+	}
+}
+
+func (a *API) reportExposure(r *request) (any, error) {
+	var in struct {
+		Version  int    `json:"version"`
+		Source   string `json:"source"`
+		Location string `json:"location"`
+		Note     string `json:"note"`
+	}
+	if err := decode(r, &in); err != nil {
+		return nil, err
+	}
+	name := r.PathValue("name")
+	if _, err := a.core.Secrets.Describe(r.ctx, name); err != nil {
+		return nil, err
+	}
+	rep, err := a.core.Exposures.Add(r.ctx, exposure.Report{Secret: name, Version: in.Version, Source: in.Source,
+		Location: in.Location, Note: in.Note, ReportedBy: r.principal.Name})
+	if err != nil {
+		return nil, err
+	}
+	r.version = in.Version
+	a.metrics.Exposures.WithLabelValues(rep.Source).Inc()
+	a.core.Events.Publish(events.Event{Type: events.Exposed, Name: name, Version: in.Version, Stage: rep.Source})
+	r.status = 201
+	return rep, nil
+}
+
+func (a *API) listExposures(r *request) (any, error) {
+	reps, err := a.core.Exposures.List(r.ctx, r.PathValue("name"))
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"reports": reps}, nil
+}
+
+func (a *API) listAllExposures(r *request) (any, error) {
+	reps, err := a.core.Exposures.ListAll(r.ctx, r.URL.Query().Get("prefix"), 1000)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"reports": reps}, nil
+}
