@@ -201,7 +201,7 @@ func (e *env) runConfig(ctx context.Context, log *slog.Logger, path, listen stri
 		return err
 	}
 	srv, err := server.New(server.Options{Backend: be, KeyFile: cfg.KeyFile(), Address: cfg.Listener.Address, TLS: tlsCfg, Logger: log, Audit: cfg.AuditConfig(), AuditSinks: cfg.AuditSinks(), RateLimits: cfg.RateLimits(),
-		Snapshots: cfg.SnapshotSchedule()})
+		Snapshots: cfg.SnapshotSchedule(), MetricsAccess: cfg.MetricsAccess()})
 	if err != nil {
 		be.Close()
 		return err

@@ -103,6 +103,8 @@ type Config struct {
 	OnKeyRotated func()
 	// Metrics receives request counters; nil makes a private set.
 	Metrics *metrics.Metrics
+	// MetricsAccess decides who may scrape metrics; the zero value needs a token.
+	MetricsAccess MetricsAccess
 }
 
 // API serves /v1.

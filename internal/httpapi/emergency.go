@@ -3,11 +3,15 @@ package httpapi
 import (
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"net/http"
+	"net/netip"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/coffer-dev/coffer/internal/audit"
+	"github.com/coffer-dev/coffer/internal/auth"
 )
 
 func (a *API) emergencyRoutes() []route {
@@ -78,8 +82,12 @@ func (a *API) generateRoot(r *request) (any, error) {
 }
 
 func (a *API) metricsRoutes() []route {
+	metrics := route{"GET", "/v1/sys/metrics", Op{"sys.metrics", "read"}, authenticated, a.serveMetrics, fixed("sys/metrics")}
+	if a.cfg.MetricsAccess.Unauthenticated {
+		metrics = route{"GET", "/v1/sys/metrics", Op{"sys.metrics", ""}, public, a.servePublicMetrics, nil}
+	}
 	return []route{
-		{"GET", "/v1/sys/metrics", Op{"sys.metrics", "read"}, authenticated, a.serveMetrics, fixed("sys/metrics")},
+		metrics,
 		{"POST", "/v1/sys/audit/hash", Op{"audit.hash", "read"}, authenticated, a.auditHash, fixed("sys/audit")},
 		{"GET", "/v1/sys/audit/public-key", Op{"audit.public-key", "read"}, authenticated, a.auditPublicKey, fixed("sys/audit")},
 	}
@@ -112,6 +120,25 @@ func (a *API) auditPublicKey(r *request) (any, error) {
 		return nil, err
 	}
 	return map[string]string{"key_id": audit.PublicKeyID(pub), "public_key_pem": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))}, nil
+}
+
+// MetricsAccess decides who may scrape /v1/sys/metrics. By default a token
+// with read on sys/metrics is needed; Unauthenticated lets a scraper in
+// without one, from the AllowedCIDRs only when any are given.
+type MetricsAccess struct {
+	Unauthenticated bool
+	AllowedCIDRs    []netip.Prefix
+}
+
+// servePublicMetrics serves metrics without a token to allowed sources.
+func (a *API) servePublicMetrics(r *request) (any, error) {
+	if cidrs := a.cfg.MetricsAccess.AllowedCIDRs; len(cidrs) > 0 {
+		src := sourceAddr(r.Request)
+		if !slices.ContainsFunc(cidrs, func(p netip.Prefix) bool { return p.Contains(src) }) {
+			return nil, fmt.Errorf("%w: metrics are not served to %s (telemetry metrics_allowed_cidrs)", auth.ErrForbidden, src)
+		}
+	}
+	return a.serveMetrics(r)
 }
 
 // serveMetrics answers in the Prometheus text format.

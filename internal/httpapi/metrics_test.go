@@ -4,10 +4,15 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/coffer-dev/coffer/client"
+	"github.com/coffer-dev/coffer/internal/core"
+	"github.com/coffer-dev/coffer/internal/httpapi"
+	"github.com/coffer-dev/coffer/internal/storage/mem"
 )
 
 func scrape(t *testing.T, h *harness) string {
@@ -59,5 +64,40 @@ func TestMetricsMove(t *testing.T) {
 		if strings.Contains(out, leak) {
 			t.Errorf("metrics hold %q", leak)
 		}
+	}
+}
+
+// TestMetricsAccess: by default a scrape needs a token; with unauthenticated
+// access it needs none, but only from the allowed networks.
+func TestMetricsAccess(t *testing.T) {
+	get := func(api *httpapi.API) int {
+		srv := httptest.NewServer(api)
+		defer srv.Close()
+		resp, err := http.Get(srv.URL + "/v1/sys/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	c := newHarness(t).core
+	if s := get(httpapi.New(httpapi.Config{Core: c})); s != 401 {
+		t.Fatalf("default scrape without a token = %d, want 401", s)
+	}
+	open := httpapi.MetricsAccess{Unauthenticated: true}
+	if s := get(httpapi.New(httpapi.Config{Core: c, MetricsAccess: open})); s != 200 {
+		t.Fatalf("unauthenticated scrape = %d, want 200", s)
+	}
+	sealed := core.New(core.Config{Backend: mem.New()})
+	if s := get(httpapi.New(httpapi.Config{Core: sealed, MetricsAccess: open})); s != 200 {
+		t.Fatalf("unauthenticated scrape of a sealed server = %d, want 200", s)
+	}
+	open.AllowedCIDRs = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	if s := get(httpapi.New(httpapi.Config{Core: c, MetricsAccess: open})); s != 403 {
+		t.Fatalf("scrape from outside the allowed CIDRs = %d, want 403", s)
+	}
+	open.AllowedCIDRs = append(open.AllowedCIDRs, netip.MustParsePrefix("127.0.0.0/8"))
+	if s := get(httpapi.New(httpapi.Config{Core: c, MetricsAccess: open})); s != 200 {
+		t.Fatalf("scrape from an allowed CIDR = %d, want 200", s)
 	}
 }

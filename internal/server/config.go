@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/coffer-dev/coffer/internal/auditsink"
 	"github.com/coffer-dev/coffer/internal/core"
+	"github.com/coffer-dev/coffer/internal/httpapi"
 	"github.com/coffer-dev/coffer/internal/ratelimit"
 )
 
@@ -44,6 +46,34 @@ type Config struct {
 	Limits   []Limit   `hcl:"rate_limit,block"`
 	Snapshot *Snapshot `hcl:"snapshot,block"`
 	LogLevel string    `hcl:"log_level,optional"`
+	// Telemetry decides who may scrape /v1/sys/metrics.
+	Telemetry *Telemetry `hcl:"telemetry,block"`
+}
+
+// Telemetry configures metrics access. By default a scrape needs a token
+// with read on sys/metrics:
+//
+//	telemetry {
+//	  unauthenticated_metrics_access = true            # Prometheus scrapes without a token
+//	  metrics_allowed_cidrs          = ["10.0.0.0/8"]  # ...but only from these networks
+//	}
+type Telemetry struct {
+	UnauthenticatedMetricsAccess bool     `hcl:"unauthenticated_metrics_access,optional"`
+	MetricsAllowedCIDRs          []string `hcl:"metrics_allowed_cidrs,optional"`
+}
+
+// MetricsAccess returns the configured metrics access (validated already).
+func (c *Config) MetricsAccess() httpapi.MetricsAccess {
+	var m httpapi.MetricsAccess
+	if t := c.Telemetry; t != nil {
+		m.Unauthenticated = t.UnauthenticatedMetricsAccess
+		for _, s := range t.MetricsAllowedCIDRs {
+			if p, err := netip.ParsePrefix(s); err == nil {
+				m.AllowedCIDRs = append(m.AllowedCIDRs, p)
+			}
+		}
+	}
+	return m
 }
 
 // Snapshot schedules backups into a directory, keeping the newest Retain:
@@ -252,6 +282,16 @@ func (c *Config) validate(file string) error {
 	}
 	if _, err := ratelimit.New(c.RateLimits(), nil); err != nil {
 		return fmt.Errorf("%s: %v", file, err)
+	}
+	if t := c.Telemetry; t != nil {
+		if len(t.MetricsAllowedCIDRs) > 0 && !t.UnauthenticatedMetricsAccess {
+			return fmt.Errorf("%s: telemetry metrics_allowed_cidrs applies only with unauthenticated_metrics_access = true", file)
+		}
+		for _, cidr := range t.MetricsAllowedCIDRs {
+			if _, err := netip.ParsePrefix(cidr); err != nil {
+				return fmt.Errorf("%s: telemetry metrics_allowed_cidrs: %q is not a CIDR like 10.0.0.0/8", file, cidr)
+			}
+		}
 	}
 	switch c.LogLevel {
 	case "", "debug", "info", "warn", "error":

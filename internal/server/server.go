@@ -46,6 +46,8 @@ type Options struct {
 	RateLimits []ratelimit.Rule
 	// Snapshots schedules backups; a zero Dir disables them.
 	Snapshots SnapshotSchedule
+	// MetricsAccess decides who may scrape metrics; the zero value needs a token.
+	MetricsAccess httpapi.MetricsAccess
 }
 
 // SnapshotSchedule writes a backup every Interval into Dir, keeping the
@@ -84,7 +86,7 @@ func New(opts Options) (*Server, error) {
 	}
 	c := core.New(core.Config{Backend: opts.Backend, KeyFile: opts.KeyFile, Logger: log, Audit: opts.Audit, RateLimits: opts.RateLimits})
 	s := &Server{Core: c, opts: opts, log: log, stop: make(chan struct{}), rewrapC: make(chan struct{}, 1), Metrics: metrics.New()}
-	s.API = httpapi.New(httpapi.Config{Core: c, Logger: log, OnKeyRotated: s.kickRewrap, Metrics: s.Metrics})
+	s.API = httpapi.New(httpapi.Config{Core: c, Logger: log, OnKeyRotated: s.kickRewrap, Metrics: s.Metrics, MetricsAccess: opts.MetricsAccess})
 	s.Metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "coffer_audit_write_failures_total", Help: "Audit records that could not be made durable (requests refused).",
 	}, func() float64 { return float64(c.AuditFailures()) }))
