@@ -43,25 +43,34 @@ const maxLinger = 500 * time.Microsecond
 // linger waits, at most maxLinger, until as many Appends are queued as the
 // last batch held: callers whose records were just made durable are on
 // their way back with the next ones, and sharing this fsync is cheaper than
-// paying for another. A lone appender (prev 1) never waits.
+// paying for another. A lone appender (prev 1) never waits. It sleeps
+// between arrivals (each Append signals wake) rather than polling, so a
+// lingering writer costs no CPU.
 func (l *Log) linger(prev int) {
-	if prev <= 1 {
+	if prev <= 1 || maxLinger <= 0 {
 		return
 	}
-	deadline := time.Now().Add(maxLinger)
+	var timer *time.Timer
 	for {
 		l.mu.Lock()
 		n := len(l.queue)
 		l.mu.Unlock()
-		if n >= prev || !time.Now().Before(deadline) {
-			return
+		if n >= prev {
+			break
+		}
+		if timer == nil {
+			timer = time.NewTimer(maxLinger)
 		}
 		select {
 		case <-l.wake:
-		case <-time.After(50 * time.Microsecond):
+			continue
+		case <-timer.C:
 		case <-l.stop:
-			return
 		}
+		break
+	}
+	if timer != nil {
+		timer.Stop()
 	}
 }
 
