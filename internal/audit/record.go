@@ -109,6 +109,9 @@ const hashTailLen = len(`"hash":"`) + sha256.Size*2 + len(`"}`)
 // fixed point; encodeBody re-encodes it once to reach the canonical form
 // that verifiers reproduce.
 func encodeBody(r *Record) ([]byte, error) {
+	if b, ok := appendBody(make([]byte, 0, 512), r); ok && !bytes.Contains(b, []byte(`\ufffd`)) {
+		return b, nil
+	}
 	c := *r
 	c.Seq, c.Prev, c.Hash = 0, "", ""
 	b, err := json.Marshal(&c)
