@@ -44,6 +44,7 @@ type options struct {
 	conns    []int         // concurrency levels
 	jsonPath string        // write the report as JSON here, if set
 	keep     bool          // keep the temporary directory
+	ha       string        // -ha: PostgreSQL URL or "auto"; runs the multi-node steps only
 }
 
 // trivialArg is the hidden argument that turns this binary into the trivial
@@ -84,6 +85,7 @@ func parseFlags() (options, error) {
 	flag.StringVar(&conns, "conns", "1,8,32", "comma-separated concurrency levels (connections)")
 	flag.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binary, data, server logs)")
+	flag.StringVar(&o.ha, "ha", "", `instead of the budget run, measure 1 and 3 nodes on PostgreSQL: a URL of an empty database, or "auto" for a throwaway server`)
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", flag.Args())
@@ -118,6 +120,9 @@ func run(ctx context.Context, o options) error {
 	bin, err := buildCoffer(ctx, dir)
 	if err != nil {
 		return err
+	}
+	if o.ha != "" {
+		return runHA(ctx, o, dir, bin)
 	}
 	trivial, err := startTrivial(ctx, dir)
 	if err != nil {

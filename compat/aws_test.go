@@ -485,16 +485,13 @@ func TestAWSUnsupportedOperations(t *testing.T) {
 	sm := awsAdmin(t)
 	ctx := context.Background()
 	id := aws.String("awstest/unsupported")
-	_, err := sm.RotateSecret(ctx, &secretsmanager.RotateSecretInput{SecretId: id, RotationRules: &types.RotationRulesType{AutomaticallyAfterDays: aws.Int64(30)}})
+	// Rotation works (TestAWSRotateSecret) but runs no Lambda functions.
+	_, err := sm.RotateSecret(ctx, &secretsmanager.RotateSecretInput{SecretId: id, RotationLambdaARN: aws.String("arn:aws:lambda:us-east-1:000000000000:function:rotate")})
 	var ir *types.InvalidRequestException
-	if !errors.As(err, &ir) || !strings.Contains(aws.ToString(ir.Message), "rotation is not configured in Coffer yet") {
+	if !errors.As(err, &ir) || !strings.Contains(aws.ToString(ir.Message), "Coffer runs no Lambda functions") {
 		t.Fatalf("RotateSecret = %v", err)
 	}
 	calls := map[string]func() error{
-		"CancelRotateSecret": func() error {
-			_, err := sm.CancelRotateSecret(ctx, &secretsmanager.CancelRotateSecretInput{SecretId: id})
-			return err
-		},
 		"GetResourcePolicy": func() error {
 			_, err := sm.GetResourcePolicy(ctx, &secretsmanager.GetResourcePolicyInput{SecretId: id})
 			return err
@@ -534,6 +531,35 @@ func TestAWSUnsupportedOperations(t *testing.T) {
 		if msg := aws.ToString(ir.Message); !strings.Contains(msg, "Coffer") {
 			t.Errorf("%s message = %q", op, msg)
 		}
+	}
+}
+
+// TestAWSRotateSecret rotates through the SDK with a policy set by the CLI.
+func TestAWSRotateSecret(t *testing.T) {
+	sm := awsAdmin(t)
+	ctx := context.Background()
+	id := aws.String("awstest/rotated")
+	if _, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: id, SecretString: aws.String("first")}); err != nil {
+		t.Fatal(err)
+	}
+	awsMustCLI(t, "rotation", "set", "awstest/rotated", "--rotator", "password", "--option", "length=20")
+	r, err := sm.RotateSecret(ctx, &secretsmanager.RotateSecretInput{SecretId: id, RotationRules: &types.RotationRulesType{AutomaticallyAfterDays: aws.Int64(30)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: id})
+	if err != nil || len(aws.ToString(v.SecretString)) != 20 || aws.ToString(v.VersionId) != aws.ToString(r.VersionId) {
+		t.Fatalf("after RotateSecret: %v %v", v, err)
+	}
+	d, err := sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: id})
+	if err != nil || !aws.ToBool(d.RotationEnabled) || d.RotationRules == nil || aws.ToInt64(d.RotationRules.AutomaticallyAfterDays) != 30 || d.NextRotationDate == nil {
+		t.Fatalf("DescribeSecret after RotateSecret: %+v, %v", d, err)
+	}
+	if _, err := sm.CancelRotateSecret(ctx, &secretsmanager.CancelRotateSecretInput{SecretId: id}); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: id}); err != nil || aws.ToBool(d.RotationEnabled) {
+		t.Fatalf("DescribeSecret after CancelRotateSecret: %+v, %v", d, err)
 	}
 }
 

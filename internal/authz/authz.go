@@ -133,6 +133,10 @@ func (s *Service) Load(ctx context.Context) error {
 	return nil
 }
 
+// IsPolicyKey reports whether the storage key key holds a current policy,
+// so that a change to it made by another node calls for Load.
+func IsPolicyKey(key string) bool { return strings.HasPrefix(key, currentPrefix) }
+
 // Reset forgets everything; call it on seal.
 func (s *Service) Reset() {
 	s.mu.Lock()

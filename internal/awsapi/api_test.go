@@ -652,11 +652,11 @@ func TestProtocolErrors(t *testing.T) {
 func TestUnsupportedOperations(t *testing.T) {
 	h := newHarness(t)
 	a := h.admin
-	r := h.fails(t, a, "RotateSecret", obj{"SecretId": "x", "RotationRules": obj{"AutomaticallyAfterDays": 30}}, "InvalidRequestException")
-	if !strings.Contains(r.str("message"), "rotation is not configured in Coffer yet") {
+	// Rotation is supported (rotation_test.go); Lambda functions are not.
+	r := h.fails(t, a, "RotateSecret", obj{"SecretId": "x", "RotationLambdaARN": "arn:aws:lambda:us-east-1:1:function:f"}, "InvalidRequestException")
+	if !strings.Contains(r.str("message"), "Coffer runs no Lambda functions") {
 		t.Fatalf("RotateSecret message = %q", r.str("message"))
 	}
-	h.fails(t, a, "CancelRotateSecret", obj{"SecretId": "x"}, "InvalidRequestException")
 	for _, op := range []string{"GetResourcePolicy", "PutResourcePolicy", "DeleteResourcePolicy", "ValidateResourcePolicy",
 		"ReplicateSecretToRegions", "RemoveRegionsFromReplication", "StopReplicationToReplica"} {
 		r := h.fails(t, a, op, obj{"SecretId": "x"}, "InvalidRequestException")

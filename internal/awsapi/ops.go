@@ -38,8 +38,8 @@ func (a *API) table() []operation {
 		op(a, "UntagResource", "update", a.untagResource),
 		op(a, "GetRandomPassword", capNone, a.getRandomPassword),
 
-		op(a, "RotateSecret", capNone, notConfigured[rotateSecretIn]),
-		op(a, "CancelRotateSecret", capNone, notConfigured[secretRef]),
+		op(a, "RotateSecret", "rotate", a.rotateSecret), // rotation.go
+		op(a, "CancelRotateSecret", "update", a.cancelRotateSecret),
 
 		op(a, "GetResourcePolicy", capNone, unsupported[secretRef]("resource policies")),
 		op(a, "PutResourcePolicy", capNone, unsupported[resourcePolicyIn]("resource policies")),
@@ -123,12 +123,6 @@ func (a *API) resolve(ctx context.Context, id string) (string, error) {
 	return rest, nil // a partial ARN: the name alone
 }
 
-// notConfigured answers the rotation operations until Coffer's rotation
-// engine exists.
-func notConfigured[In any](*call, *In, string) (any, error) {
-	return nil, invalidRequest("rotation is not configured in Coffer yet: RotateSecret and CancelRotateSecret are not available; write new versions with PutSecretValue")
-}
-
 // unsupported answers operations for AWS features Coffer does not have.
 func unsupported[In any](feature string) func(*call, *In, string) (any, error) {
 	return func(*call, *In, string) (any, error) {
@@ -144,15 +138,6 @@ func unsupported[In any](feature string) func(*call, *In, string) (any, error) {
 // Inputs of operations Coffer refuses, declared so that their requests
 // decode and get the refusal rather than a parse error.
 type (
-	rotateSecretIn struct {
-		secretRef
-		ClientRequestToken             *string `json:"ClientRequestToken"`
-		ExternalSecretRotationMetadata any     `json:"ExternalSecretRotationMetadata"`
-		ExternalSecretRotationRoleArn  *string `json:"ExternalSecretRotationRoleArn"`
-		RotateImmediately              *bool   `json:"RotateImmediately"`
-		RotationLambdaARN              *string `json:"RotationLambdaARN"`
-		RotationRules                  any     `json:"RotationRules"`
-	}
 	resourcePolicyIn struct {
 		secretRef
 		ResourcePolicy    *string `json:"ResourcePolicy"`

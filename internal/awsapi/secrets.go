@@ -317,6 +317,10 @@ type describeSecretOut struct {
 	DeletedDate        epoch               `json:"DeletedDate,omitzero"`
 	Tags               []tag               `json:"Tags,omitempty"`
 	VersionIdsToStages map[string][]string `json:"VersionIdsToStages,omitempty"`
+	// Set by DescribeSecret from the rotation engine (rotation.go).
+	RotationRules    *rotationRulesOut `json:"RotationRules,omitempty"`
+	LastRotatedDate  epoch             `json:"LastRotatedDate,omitzero"`
+	NextRotationDate epoch             `json:"NextRotationDate,omitzero"`
 }
 
 func (a *API) describeSecret(c *call, _ *secretRef, name string) (any, error) {
@@ -324,7 +328,9 @@ func (a *API) describeSecret(c *call, _ *secretRef, name string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return a.describeOut(m), nil
+	out := a.describeOut(m)
+	a.addRotation(c, out, name)
+	return out, nil
 }
 
 func (a *API) describeOut(m *secret.Metadata) *describeSecretOut {

@@ -227,20 +227,81 @@ func (b *Barrier) Rotate(ctx context.Context) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
-	ring := keyring{Active: ks.active + 1, Terms: append(append([]termInfo(nil), ks.ring.Terms...),
-		termInfo{Term: ks.active + 1, Key: key, Installed: b.now().UTC()})}
-	next, err := newKeyset(ring, ks.rootKey)
-	if err != nil {
-		return 0, err
-	}
+	var next *keyset
 	err = b.backend.Update(ctx, func(tx storage.Tx) error {
+		// Start from the stored keyring, not ks: another node sharing the
+		// storage may have rotated since this one unsealed.
+		raw, err := tx.Get(KeyringPath)
+		if err != nil {
+			return fmt.Errorf("read keyring: %w", err)
+		}
+		cur, err := openKeyring(ks.rootKey, raw)
+		if err != nil {
+			return err
+		}
+		term := cur.Active
+		for _, t := range cur.Terms {
+			term = max(term, t.Term)
+		}
+		term++
+		ring := keyring{Active: term, Terms: append(append([]termInfo(nil), cur.Terms...),
+			termInfo{Term: term, Key: key, Installed: b.now().UTC()})}
+		if next, err = newKeyset(ring, ks.rootKey); err != nil {
+			return err
+		}
 		return writeKeyring(tx, ks.rootKey, ring)
 	})
 	if err != nil {
 		return 0, err
 	}
 	b.keys.Store(next)
-	return ring.Active, nil
+	return next.active, nil
+}
+
+// Reload re-reads the keyring with the root key the barrier was unsealed
+// with, to learn of a rotation made by another node sharing the storage.
+// It does nothing while sealed.
+func (b *Barrier) Reload(ctx context.Context) error {
+	ks := b.keys.Load()
+	if ks == nil {
+		return nil
+	}
+	raw, err := b.backend.Get(ctx, KeyringPath)
+	if err != nil {
+		return fmt.Errorf("read keyring: %w", err)
+	}
+	_, err = b.adopt(ks, raw)
+	return err
+}
+
+// adopt installs the keyring raw if it differs from ks's, unless the
+// barrier was sealed or changed meanwhile, and returns the keyset to use.
+func (b *Barrier) adopt(ks *keyset, raw []byte) (*keyset, error) {
+	ring, err := openKeyring(ks.rootKey, raw)
+	if err != nil {
+		return ks, err
+	}
+	if ring.Active == ks.active && len(ring.Terms) == len(ks.ring.Terms) {
+		return ks, nil
+	}
+	next, err := newKeyset(ring, ks.rootKey)
+	if err != nil {
+		return ks, err
+	}
+	if !b.keys.CompareAndSwap(ks, next) {
+		if cur := b.keys.Load(); cur != nil {
+			return cur, nil
+		}
+		return nil, ErrSealed
+	}
+	return next, nil
+}
+
+// newerTerm reports whether raw is a record on a term ks does not know yet
+// (written by another node after a rotation this one has not loaded).
+func newerTerm(ks *keyset, raw []byte) bool {
+	term, ok := recordTerm(raw)
+	return ok && ks.aeads[term] == nil && term > ks.active
 }
 
 // KeyStatus describes the keyring without revealing keys.
@@ -275,6 +336,13 @@ func (b *Barrier) Get(ctx context.Context, key string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if newerTerm(ks, raw) {
+		if ring, err := b.backend.Get(ctx, KeyringPath); err == nil {
+			if next, err := b.adopt(ks, ring); err == nil {
+				ks = next
+			}
+		}
+	}
 	plain, _, err := decrypt(ks.aeads, key, raw)
 	return plain, err
 }
@@ -296,19 +364,27 @@ func (b *Barrier) Update(ctx context.Context, fn func(storage.Tx) error) error {
 		return ErrSealed
 	}
 	return b.backend.Update(ctx, func(tx storage.Tx) error {
-		return fn(&encTx{tx: tx, ks: ks})
+		return fn(&encTx{tx: tx, ks: ks, b: b})
 	})
 }
 
 type encTx struct {
 	tx storage.Tx
 	ks *keyset
+	b  *Barrier // to adopt a keyring rotated by another node
 }
 
 func (t *encTx) Get(key string) ([]byte, error) {
 	raw, err := t.tx.Get(key)
 	if err != nil {
 		return nil, err
+	}
+	if newerTerm(t.ks, raw) && t.b != nil {
+		if ring, err := t.tx.Get(KeyringPath); err == nil {
+			if next, err := t.b.adopt(t.ks, ring); err == nil && next != nil {
+				t.ks = next
+			}
+		}
 	}
 	plain, _, err := decrypt(t.ks.aeads, key, raw)
 	return plain, err

@@ -220,6 +220,7 @@ func (e *env) statusCommand() *cobra.Command {
 			} else {
 				e.printf("Address:      %s\n", c.Address())
 				e.printSealStatus(st)
+				e.printCluster(cmd.Context(), c)
 			}
 			if st.Sealed {
 				return &exitError{2}

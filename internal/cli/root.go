@@ -70,7 +70,7 @@ func (e *env) rootCommand() *cobra.Command {
 	pf.StringVar(&e.address, "address", "", "server address (default $COFFER_ADDR or "+client.DefaultAddress+")")
 	pf.StringVar(&e.caCert, "ca-cert", "", "PEM file of the CA that signed the server's certificate (default $COFFER_CACERT)")
 	pf.BoolVar(&e.json, "json", false, "print machine-readable JSON")
-	root.AddCommand(e.serverCommand(), e.operatorCommand(), e.statusCommand(), e.loginCommand(), e.secretCommand(), e.tokenCommand(), e.policyCommand(), e.authCommand(), e.auditCommand(), e.awsKeyCommand(), e.runCommand(), e.agentCommand(), e.exposureCommand())
+	root.AddCommand(e.serverCommand(), e.operatorCommand(), e.statusCommand(), e.loginCommand(), e.secretCommand(), e.tokenCommand(), e.policyCommand(), e.authCommand(), e.auditCommand(), e.awsKeyCommand(), e.runCommand(), e.agentCommand(), e.exposureCommand(), e.dbCommand(), e.leaseCommand(), e.rotationCommand(), e.randomCommand())
 	return root
 }
 

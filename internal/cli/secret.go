@@ -26,7 +26,7 @@ const maxInput = 1 << 20
 func (e *env) secretCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "secret", Aliases: []string{"secrets"}, Short: "Store, read and manage secrets"}
 	cmd.AddCommand(e.secretPut(), e.secretGet(), e.secretDescribe(), e.secretList(), e.secretHistory(),
-		e.secretStage(), e.secretRollback(), e.secretDelete(), e.secretRestore(), e.secretDestroy(), e.secretUpdate())
+		e.secretStage(), e.secretRollback(), e.secretDelete(), e.secretRestore(), e.secretDestroy(), e.secretUpdate(), e.secretRotate())
 	return cmd
 }
 
@@ -263,9 +263,16 @@ func (e *env) secretDescribe() *cobra.Command {
 				return err
 			}
 			if e.json {
+				if rot := rotationFor(cmd.Context(), c, args[0]); rot != nil { // rotate.go
+					return e.printJSON(struct {
+						*client.Metadata
+						Rotation *client.RotationStatus `json:"rotation"`
+					}{m, rot})
+				}
 				return e.printJSON(m)
 			}
 			e.printMetadata(m)
+			e.describeRotation(cmd.Context(), c, args[0]) // rotate.go
 			return nil
 		}),
 	}

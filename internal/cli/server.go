@@ -193,15 +193,18 @@ func (e *env) runConfig(ctx context.Context, log *slog.Logger, path, listen stri
 	} else if !isLoopbackAddr(cfg.Listener.Address) {
 		return fmt.Errorf("listener %s is not loopback, so it needs tls_cert_file and tls_key_file", cfg.Listener.Address)
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.Storage.Path), 0o700); err != nil {
-		return err
-	}
-	be, err := bolt.Open(cfg.Storage.Path)
+	be, err := cfg.OpenStorage(ctx, log)
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Options{Backend: be, KeyFile: cfg.KeyFile(), Address: cfg.Listener.Address, TLS: tlsCfg, Logger: log, Audit: cfg.AuditConfig(), AuditSinks: cfg.AuditSinks(), RateLimits: cfg.RateLimits(),
-		Snapshots: cfg.SnapshotSchedule(), MetricsAccess: cfg.MetricsAccess()})
+	snapshots := cfg.SnapshotSchedule()
+	// Test failpoint (internal/e2e/ha_test.go): hold scheduled snapshots
+	// before they are renamed into place, so a test can kill the writer.
+	snapshots.Hold, _ = time.ParseDuration(os.Getenv("COFFER_FAILPOINT_SNAPSHOT_HOLD"))
+	cluster := cfg.ClusterOptions()
+	cluster.Version = Version
+	srv, err := server.New(server.Options{Backend: be, Cluster: cluster, KeyFile: cfg.KeyFile(), Address: cfg.Listener.Address, TLS: tlsCfg, Logger: log, Audit: cfg.AuditConfig(), AuditSinks: cfg.AuditSinks(), RateLimits: cfg.RateLimits(),
+		Snapshots: snapshots, MetricsAccess: cfg.MetricsAccess()})
 	if err != nil {
 		be.Close()
 		return err
@@ -211,7 +214,7 @@ func (e *env) runConfig(ctx context.Context, log *slog.Logger, path, listen stri
 		return err
 	}
 	st, _ := srv.Core.Status(ctx)
-	log.Info("coffer server listening", "address", srv.URL(), "storage", cfg.Storage.Path,
+	log.Info("coffer server listening", "address", srv.URL(), "storage", cfg.StorageName(),
 		"seal", st.Type, "initialized", st.Initialized, "sealed", st.Sealed)
 	if !st.Initialized {
 		log.Info("server is not initialized; run: coffer operator init")

@@ -23,9 +23,12 @@ import (
 	"github.com/coffer-dev/coffer/internal/auth/userpass"
 	"github.com/coffer-dev/coffer/internal/authz"
 	"github.com/coffer-dev/coffer/internal/barrier"
+	"github.com/coffer-dev/coffer/internal/dbcred"
 	"github.com/coffer-dev/coffer/internal/events"
 	"github.com/coffer-dev/coffer/internal/exposure"
+	"github.com/coffer-dev/coffer/internal/lease"
 	"github.com/coffer-dev/coffer/internal/ratelimit"
+	"github.com/coffer-dev/coffer/internal/rotation"
 	"github.com/coffer-dev/coffer/internal/seal"
 	"github.com/coffer-dev/coffer/internal/secret"
 	"github.com/coffer-dev/coffer/internal/storage"
@@ -72,6 +75,11 @@ type Core struct {
 	UserPass *userpass.Service
 	// Exposures holds reports of leaked secret values (M6).
 	Exposures *exposure.Service
+	// Leases tracks dynamic credentials' leases; DB issues database users under them.
+	Leases *lease.Manager
+	DB     *dbcred.Service
+	// Rotation rotates secrets on schedules and on demand (rotation.go).
+	Rotation *rotation.Engine
 
 	auditCfg AuditConfig
 	audit    atomic.Pointer[auditState] // nil while sealed or disabled
@@ -80,6 +88,8 @@ type Core struct {
 	breakGlassIssued atomic.Int64
 
 	stateMu sync.Mutex // serializes init, unseal and seal transitions
+
+	cluster follower // other nodes' changes and the cluster view (cluster.go)
 }
 
 // New builds a sealed Core over cfg.Backend.
@@ -96,7 +106,10 @@ func New(cfg Config) *Core {
 	bus := events.New(cfg.Now)
 	secrets := secret.New(b, cfg.Now)
 	secrets.PublishTo(bus)
-	return &Core{
+	leases := lease.New(b, lease.Config{Now: cfg.Now, Logger: cfg.Logger})
+	tokens := token.New(b, cfg.Now)
+	tokens.OnRevoke(leases.RevokeByToken) // revoking a token revokes its leases
+	c := &Core{
 		Events:     bus,
 		rootQuorum: sm.NewQuorum(),
 		auditCfg:   cfg.Audit,
@@ -105,7 +118,7 @@ func New(cfg Config) *Core {
 		barrier:    b,
 		seal:       sm,
 		log:        cfg.Logger,
-		Tokens:     token.New(b, cfg.Now),
+		Tokens:     tokens,
 		Secrets:    secrets,
 		Policies:   authz.New(b, cfg.Now),
 		JWT:        jwt.New(b, jwt.Options{Now: cfg.Now, Logger: cfg.Logger}),
@@ -114,7 +127,11 @@ func New(cfg Config) *Core {
 		AWSKeys:    awskey.New(b, cfg.Now),
 		UserPass:   userpass.New(b, userpass.Options{Now: cfg.Now, Argon2: cfg.Argon2}),
 		Exposures:  exposure.New(b, cfg.Now),
+		Leases:     leases,
+		DB:         dbcred.New(b, leases, dbcred.Options{Now: cfg.Now, Logger: cfg.Logger}),
 	}
+	c.Rotation = newRotation(cfg, b, secrets, bus, c.Audit)
+	return c
 }
 
 // SealStatus describes the seal.
@@ -260,6 +277,7 @@ func (c *Core) SealBy(ctx context.Context, p *auth.Principal) {
 
 func (c *Core) sealLocked() {
 	c.rootQuorum.Reset() // a generate-root attempt does not survive a seal
+	c.DB.Reset()         // closes database pools: no admin password stays in memory
 	c.Secrets.Invalidate()
 	c.closeAuditLocked()
 	c.Tokens.Reset()

@@ -52,6 +52,9 @@ type Bus struct {
 	wake   chan struct{} // closed and replaced on every publish
 	closed bool
 	now    func() time.Time
+	// relay, when set, takes published events instead of the bus; they
+	// come back numbered through Deliver (several nodes share one stream).
+	relay func(Event)
 }
 
 // New returns an empty bus. now may be nil.
@@ -62,11 +65,19 @@ func New(now func() time.Time) *Bus {
 	return &Bus{next: 1, wake: make(chan struct{}), now: now}
 }
 
-// Publish numbers e, keeps it and wakes subscribers.
+// Publish numbers e, keeps it and wakes subscribers; with a relay set it
+// hands e to the relay instead.
 func (b *Bus) Publish(e Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
+		return
+	}
+	if b.relay != nil {
+		if e.Time.IsZero() {
+			e.Time = b.now().UTC()
+		}
+		b.relay(e) // must not block or call back into b
 		return
 	}
 	e.Seq = b.next
@@ -122,4 +133,59 @@ func (b *Bus) Last() uint64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.next - 1
+}
+
+// SetRelay makes Publish hand every event to relay, which must not block,
+// instead of numbering and keeping it. The relay numbers events across all
+// the nodes of a cluster and returns them, from every node, through Deliver.
+// Call it before use.
+func (b *Bus) SetRelay(relay func(Event)) {
+	b.mu.Lock()
+	b.relay = relay
+	b.mu.Unlock()
+}
+
+// Deliver keeps an event numbered by the relay and wakes subscribers.
+// Events arrive in increasing Seq; one already kept is ignored, and one
+// after a hole (notifications lost) starts the buffer over, so readers with
+// older cursors are told of a gap.
+func (b *Bus) Deliver(e Event) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return
+	}
+	if e.Seq < b.next && (len(b.ring) == 0 || e.Seq >= b.ring[b.start].Seq) {
+		return // already kept, or older than where Resync started
+	}
+	if e.Seq != b.next {
+		b.ring, b.start = nil, 0
+	}
+	b.next = e.Seq
+	b.keepLocked(e)
+}
+
+// Resync declares next as the seq of the next event to come, after the
+// relay (re)connected and may have missed events. If that is not what the
+// bus expected, the buffer starts over.
+func (b *Bus) Resync(next uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if next != b.next {
+		b.ring, b.start, b.next = nil, 0, next
+	}
+}
+
+// keepLocked stores e with seq b.next and wakes subscribers.
+func (b *Bus) keepLocked(e Event) {
+	e.Seq = b.next
+	b.next++
+	if len(b.ring) < Capacity {
+		b.ring = append(b.ring, e)
+	} else {
+		b.ring[b.start] = e
+		b.start = (b.start + 1) % Capacity
+	}
+	close(b.wake)
+	b.wake = make(chan struct{})
 }

@@ -13,11 +13,13 @@ import (
 	"github.com/coffer-dev/coffer/internal/auth"
 	"github.com/coffer-dev/coffer/internal/authz"
 	"github.com/coffer-dev/coffer/internal/barrier"
+	"github.com/coffer-dev/coffer/internal/cluster"
 	"github.com/coffer-dev/coffer/internal/core"
 	"github.com/coffer-dev/coffer/internal/policy"
 	"github.com/coffer-dev/coffer/internal/ratelimit"
 	"github.com/coffer-dev/coffer/internal/seal"
 	"github.com/coffer-dev/coffer/internal/secret"
+	"github.com/coffer-dev/coffer/internal/storage"
 )
 
 // apiError is an error the API reports as is.
@@ -56,6 +58,12 @@ func mapError(err error) (int, string, string) {
 	if status, code, msg, ok := authMethodError(err); ok {
 		return status, code, msg
 	}
+	if status, code, msg, ok := dynamicError(err); ok { // leases and database credentials (dbcred.go)
+		return status, code, msg
+	}
+	if status, code, msg, ok := rotationError(err); ok { // rotation.go
+		return status, code, msg
+	}
 	switch {
 	case errors.As(err, &ae):
 		return ae.status, ae.code, ae.msg
@@ -73,6 +81,8 @@ func mapError(err error) (int, string, string) {
 		return http.StatusTooManyRequests, "throttled", lim.Error()
 	case errors.Is(err, core.ErrAuditUnavailable):
 		return http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written, so requests are refused; see the server log"
+	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, cluster.ErrUnavailable):
+		return http.StatusServiceUnavailable, "storage_unavailable", "the storage database cannot be reached; retry shortly"
 	case errors.Is(err, barrier.ErrSealed):
 		return http.StatusServiceUnavailable, "sealed", "server is sealed; unseal it with coffer operator unseal"
 	case errors.Is(err, seal.ErrNotInitialized), errors.Is(err, barrier.ErrNotInitialized):

@@ -17,7 +17,7 @@ import (
 
 // table is every route of the native API.
 func (a *API) table() []route {
-	return slices.Concat(a.coreRoutes(), a.tokenRoutes(), a.policyRoutes(), a.emergencyRoutes(), a.authMethodRoutes(), a.metricsRoutes(), a.awsKeyRoutes(a.core.AWSKeys), a.eventRoutes(), a.snapshotRoutes(), a.exposureRoutes())
+	return slices.Concat(a.coreRoutes(), a.tokenRoutes(), a.policyRoutes(), a.emergencyRoutes(), a.authMethodRoutes(), a.metricsRoutes(), a.awsKeyRoutes(a.core.AWSKeys), a.eventRoutes(), a.snapshotRoutes(), a.clusterRoutes(), a.exposureRoutes(), a.dbRoutes(), a.leaseRoutes(), a.rotationRoutes(), a.randomRoutes())
 }
 
 func (a *API) coreRoutes() []route {

@@ -162,6 +162,14 @@ func (s *Service) forget(name string) {
 	s.metaMu.Unlock()
 }
 
+// ForgetKey drops the cached metadata stored under the storage key key,
+// which another node changed; other keys are ignored.
+func (s *Service) ForgetKey(key string) {
+	if name, ok := strings.CutPrefix(key, metaPrefix); ok {
+		s.forget(name)
+	}
+}
+
 // Invalidate drops every cached metadata record (for changes made by other nodes).
 func (s *Service) Invalidate() {
 	s.metaMu.Lock()

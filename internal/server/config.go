@@ -34,6 +34,9 @@ const MaxConfigSize = 1 << 20
 //	  tls_key_file  = "/etc/coffer/tls.key"
 //	}
 //	storage "bolt" { path = "/var/lib/coffer/coffer.db" }
+//	# or, for several nodes sharing one database (docs/ha.md):
+//	# storage "postgres" { url = "postgres://coffer@db.internal/coffer" }
+//	# cluster { node_id = "coffer-1"  api_addr = "https://coffer-1.internal:8200" }
 //	seal "keyfile" { path = "/etc/coffer/unseal.key" }   # or: seal "shamir" {}
 //	log_level = "info"
 //
@@ -45,6 +48,7 @@ type Config struct {
 	Audit    *Audit    `hcl:"audit,block"`
 	Limits   []Limit   `hcl:"rate_limit,block"`
 	Snapshot *Snapshot `hcl:"snapshot,block"`
+	Cluster  *Cluster  `hcl:"cluster,block"`
 	LogLevel string    `hcl:"log_level,optional"`
 	// Telemetry decides who may scrape /v1/sys/metrics.
 	Telemetry *Telemetry `hcl:"telemetry,block"`
@@ -170,10 +174,37 @@ type Listener struct {
 	TLSKeyFile  string `hcl:"tls_key_file,optional"`
 }
 
-// Storage selects the backend.
+// Cluster names this node among those sharing a postgres storage. Both
+// fields are optional: node_id defaults to the host name and listener
+// address, api_addr to the listener's URL.
+type Cluster struct {
+	NodeID  string `hcl:"node_id,optional"`
+	APIAddr string `hcl:"api_addr,optional"`
+}
+
+// PostgresURLEnv is the environment variable that gives the postgres URL
+// when the storage block has none, keeping the password out of the file.
+const PostgresURLEnv = "COFFER_POSTGRES_URL"
+
+// Storage selects the backend: "bolt" with a path, or "postgres" with a
+// url (or none, and the URL in $COFFER_POSTGRES_URL).
 type Storage struct {
 	Type string `hcl:"type,label"`
 	Path string `hcl:"path,optional"`
+	URL  string `hcl:"url,optional"`
+	// MaxConns bounds the postgres connection pool of this node; 0 means 16.
+	MaxConns int `hcl:"max_connections,optional"`
+	// Timeout bounds each postgres operation; default 5s.
+	Timeout string `hcl:"timeout,optional"`
+}
+
+// PostgresURL returns the configured postgres URL, from the file or the
+// environment.
+func (s Storage) PostgresURL() string {
+	if s.URL != "" {
+		return s.URL
+	}
+	return os.Getenv(PostgresURLEnv)
 }
 
 // Seal selects how the root key is protected.
@@ -222,13 +253,42 @@ func (c *Config) validate(file string) error {
 	if !tls && !isLoopback(host) {
 		return fmt.Errorf("%s: listener %s is not loopback, so it needs tls_cert_file and tls_key_file", file, c.Listener.Address)
 	}
-	switch c.Storage.Type {
+	switch st := c.Storage; st.Type {
 	case "bolt":
-		if c.Storage.Path == "" {
+		if st.Path == "" {
 			return fmt.Errorf("%s: storage \"bolt\" needs path", file)
 		}
+		if st.URL != "" || st.MaxConns != 0 || st.Timeout != "" {
+			return fmt.Errorf("%s: storage \"bolt\" takes only path", file)
+		}
+		if c.Cluster != nil {
+			return fmt.Errorf("%s: a cluster block needs storage \"postgres\"", file)
+		}
+	case "postgres":
+		if st.Path != "" {
+			return fmt.Errorf("%s: storage \"postgres\" takes url, not path", file)
+		}
+		if st.PostgresURL() == "" {
+			return fmt.Errorf("%s: storage \"postgres\" needs url, or the URL in $%s", file, PostgresURLEnv)
+		}
+		if st.MaxConns < 0 || st.MaxConns > 1000 {
+			return fmt.Errorf("%s: storage \"postgres\" max_connections must be 1 to 1000", file)
+		}
+		if st.Timeout != "" {
+			if d, err := time.ParseDuration(st.Timeout); err != nil || d < 100*time.Millisecond || d > 5*time.Minute {
+				return fmt.Errorf("%s: storage \"postgres\" timeout must be a duration from 100ms to 5m", file)
+			}
+		}
+		if a := c.Audit; a == nil || ((a.Enabled == nil || *a.Enabled) && a.Path == "") {
+			return fmt.Errorf("%s: storage \"postgres\" keeps no local files, so set audit { path = \"...\" } for this node's audit log (or enabled = false)", file)
+		}
+		if cl := c.Cluster; cl != nil && cl.APIAddr != "" {
+			if u, err := url.Parse(cl.APIAddr); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return fmt.Errorf("%s: cluster api_addr must be a URL like https://coffer-1.internal:8200", file)
+			}
+		}
 	default:
-		return fmt.Errorf("%s: storage %q: supported types are \"bolt\"", file, c.Storage.Type)
+		return fmt.Errorf("%s: storage %q: supported types are \"bolt\" and \"postgres\"", file, c.Storage.Type)
 	}
 	if c.Seal != nil {
 		switch c.Seal.Type {
@@ -272,8 +332,9 @@ func (c *Config) validate(file string) error {
 			return fmt.Errorf("%s: snapshot needs path", file)
 		}
 		if sn.Interval != "" {
-			if d, err := time.ParseDuration(sn.Interval); err != nil || d < time.Minute {
-				return fmt.Errorf("%s: snapshot interval must be a duration of at least 1m", file)
+			// Below a minute is for tests; production schedules are hours.
+			if d, err := time.ParseDuration(sn.Interval); err != nil || d < time.Second {
+				return fmt.Errorf("%s: snapshot interval must be a duration of at least 1s", file)
 			}
 		}
 		if sn.Retain < 0 {

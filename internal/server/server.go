@@ -46,6 +46,8 @@ type Options struct {
 	RateLimits []ratelimit.Rule
 	// Snapshots schedules backups; a zero Dir disables them.
 	Snapshots SnapshotSchedule
+	// Cluster names this node when Backend is shared by several (postgres).
+	Cluster ClusterOptions
 	// MetricsAccess decides who may scrape metrics; the zero value needs a token.
 	MetricsAccess httpapi.MetricsAccess
 }
@@ -56,6 +58,9 @@ type SnapshotSchedule struct {
 	Dir      string
 	Interval time.Duration // 0: 24h
 	Retain   int           // 0: 7
+	// Hold is a test failpoint: how long a scheduled snapshot waits between
+	// writing its file and renaming it into place. Always 0 in production.
+	Hold time.Duration
 }
 
 // Server is a running Coffer server.
@@ -73,6 +78,7 @@ type Server struct {
 	wg      sync.WaitGroup // background jobs and the HTTP server
 	rewrapC chan struct{}  // kicks the rewrap job after a key rotation
 	sinks   []*auditsink.Runner
+	cluster clusterState // leader election and cross-node state (cluster.go)
 }
 
 // New builds a server and binds its listener; Serve starts it.
@@ -84,7 +90,8 @@ func New(opts Options) (*Server, error) {
 	if opts.JobInterval == 0 {
 		opts.JobInterval = time.Minute
 	}
-	c := core.New(core.Config{Backend: opts.Backend, KeyFile: opts.KeyFile, Logger: log, Audit: opts.Audit, RateLimits: opts.RateLimits})
+	latency := storageLatency()
+	c := core.New(core.Config{Backend: timedBackend(opts.Backend, latency), KeyFile: opts.KeyFile, Logger: log, Audit: opts.Audit, RateLimits: opts.RateLimits})
 	s := &Server{Core: c, opts: opts, log: log, stop: make(chan struct{}), rewrapC: make(chan struct{}, 1), Metrics: metrics.New()}
 	s.API = httpapi.New(httpapi.Config{Core: c, Logger: log, OnKeyRotated: s.kickRewrap, Metrics: s.Metrics, MetricsAccess: opts.MetricsAccess})
 	s.Metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -130,6 +137,10 @@ func New(opts Options) (*Server, error) {
 		ln = tls.NewListener(ln, opts.TLS)
 	}
 	s.ln = ln
+	s.Metrics.Registry.MustRegister(latency)
+	s.Metrics.Registry.MustRegister(c.Leases.Collectors()...)
+	s.Metrics.Registry.MustRegister(c.Rotation.Collectors()...)
+	s.setupCluster()
 	// /vault/ serves the Vault-compatible API, /aws the AWS Secrets Manager
 	// one; everything else the native one.
 	vault := http.StripPrefix("/vault", vaultapi.New(vaultapi.Config{Core: c, Logger: log}))
@@ -173,6 +184,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.Core.AutoUnseal(ctx); err != nil {
 		return fmt.Errorf("unseal from key file: %w", err)
 	}
+	s.startCluster()
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
@@ -183,6 +195,11 @@ func (s *Server) Start(ctx context.Context) error {
 	go func() {
 		defer s.wg.Done()
 		s.jobs()
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.rotationLoop()
 	}()
 	if s.opts.Snapshots.Dir != "" {
 		s.wg.Add(1)
@@ -246,10 +263,11 @@ func (s *Server) jobs() {
 		case <-s.rewrapC:
 			rewrap = true
 		}
-		if s.Core.Sealed() {
+		lead, ok := s.leaderCtx() // in a cluster only the leader runs jobs
+		if s.Core.Sealed() || !ok {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		ctx, cancel := context.WithTimeout(lead, 10*time.Minute)
 		go func() {
 			select {
 			case <-s.stop:
@@ -273,6 +291,11 @@ func (s *Server) jobs() {
 		if _, err := s.Core.AppRole.TidyExpired(ctx); err != nil {
 			s.log.Warn("tidy of expired approle secret_ids failed", "error", err)
 		}
+		if res, err := s.Core.Leases.ExpireDue(ctx); err != nil { // expired leases and revocation retries
+			s.log.Warn("lease expiry failed; retrying at the next job tick", "error", err)
+		} else if res.Revoked+res.Pending > 0 {
+			s.log.Info("expired leases", "revoked", res.Revoked, "pending", res.Pending)
+		}
 		if rewrap {
 			if n, err := s.Core.RewrapKeys(ctx); err != nil {
 				s.log.Warn("rewrap failed; retrying at the next job tick", "error", err)
@@ -285,7 +308,15 @@ func (s *Server) jobs() {
 	}
 }
 
-// snapshotLoop writes scheduled snapshots until the server stops.
+// snapshotJob names the scheduled snapshots in the shared schedule record.
+const snapshotJob = "snapshot"
+
+// snapshotLoop writes one scheduled snapshot per interval until the server
+// stops. Slots are aligned to the interval (UTC) and the newest slot done is
+// recorded in storage, so in a cluster only the leader writes, and a leader
+// that takes over writes the slot its predecessor did not finish. A slot's
+// file name is fixed, so two leaders overlapping for a moment still leave
+// one file per slot.
 func (s *Server) snapshotLoop() {
 	sc := s.opts.Snapshots
 	if sc.Interval == 0 {
@@ -294,25 +325,62 @@ func (s *Server) snapshotLoop() {
 	if sc.Retain == 0 {
 		sc.Retain = 7
 	}
-	t := time.NewTicker(sc.Interval)
+	t := time.NewTicker(min(sc.Interval/4, time.Second))
 	defer t.Stop()
+	var done, retryAt time.Time // newest slot known done; no retry before
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-t.C:
 		}
-		if path, err := s.SnapshotTo(sc.Dir, sc.Retain); err != nil {
-			s.log.Error("scheduled snapshot failed", "error", err)
-		} else {
+		lead, ok := s.leaderCtx()
+		now := time.Now().UTC()
+		slot := now.Truncate(sc.Interval)
+		if !ok || s.Core.Sealed() || !slot.After(done) || now.Before(retryAt) {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(lead, 30*time.Minute)
+		path, err := s.snapshotSlot(ctx, sc, slot)
+		cancel()
+		if err != nil {
+			if lead.Err() == nil {
+				s.log.Error("scheduled snapshot failed", "error", err)
+			}
+			retryAt = now.Add(min(sc.Interval, time.Minute))
+			continue
+		}
+		done = slot
+		if path != "" {
 			s.log.Info("scheduled snapshot written", "path", path)
 		}
 	}
 }
 
+// snapshotSlot writes the snapshot of slot unless the schedule record says
+// it is done, and records it done. It returns "" if nothing was written.
+func (s *Server) snapshotSlot(ctx context.Context, sc SnapshotSchedule, slot time.Time) (string, error) {
+	if ok, err := s.Core.SlotDone(ctx, snapshotJob, slot); err != nil || ok {
+		return "", err
+	}
+	path, err := s.snapshotFile(ctx, sc.Dir, "coffer-"+slot.Format("20060102T150405.000Z")+".snapshot", sc.Retain, sc.Hold)
+	if err != nil {
+		return "", err
+	}
+	return path, s.Core.MarkSlotDone(ctx, snapshotJob, slot)
+}
+
 // SnapshotTo writes a snapshot file into dir (0600, written atomically)
 // and deletes the oldest beyond retain.
 func (s *Server) SnapshotTo(dir string, retain int) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	return s.snapshotFile(ctx, dir, "coffer-"+time.Now().UTC().Format("20060102T150405.000Z")+".snapshot", retain, 0)
+}
+
+// snapshotFile writes a snapshot into dir/name atomically, waiting hold
+// (a test failpoint) before the rename, and applies retention.
+func (s *Server) snapshotFile(ctx context.Context, dir, name string, retain int, hold time.Duration) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
@@ -321,8 +389,6 @@ func (s *Server) SnapshotTo(dir string, retain int) (string, error) {
 		return "", err
 	}
 	defer os.Remove(f.Name())
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-	defer cancel()
 	if _, err := s.Core.Snapshot(ctx, f); err != nil {
 		f.Close()
 		return "", err
@@ -334,7 +400,14 @@ func (s *Server) SnapshotTo(dir string, retain int) (string, error) {
 	if err := f.Close(); err != nil {
 		return "", err
 	}
-	path := filepath.Join(dir, "coffer-"+time.Now().UTC().Format("20060102T150405.000Z")+".snapshot")
+	if hold > 0 {
+		select {
+		case <-time.After(hold):
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	path := filepath.Join(dir, name)
 	if err := os.Rename(f.Name(), path); err != nil {
 		return "", err
 	}
@@ -343,6 +416,14 @@ func (s *Server) SnapshotTo(dir string, retain int) (string, error) {
 	for len(old) > retain {
 		os.Remove(old[0])
 		old = old[1:]
+	}
+	// Temporary files of a writer that died (a killed leader) are removed
+	// once they are clearly abandoned.
+	tmps, _ := filepath.Glob(filepath.Join(dir, ".snapshot-*"))
+	for _, t := range tmps {
+		if fi, err := os.Stat(t); err == nil && time.Since(fi.ModTime()) > time.Hour {
+			os.Remove(t)
+		}
 	}
 	return path, nil
 }

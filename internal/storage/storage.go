@@ -17,6 +17,11 @@ var ErrNotFound = errors.New("storage: key not found")
 // ErrClosed is returned by every method after Close.
 var ErrClosed = errors.New("storage: backend closed")
 
+// ErrUnavailable wraps the errors of a backend that cannot reach its
+// database (connection refused or lost, timeout). The operation may succeed
+// later without any change on the caller's side; the API answers 503.
+var ErrUnavailable = errors.New("storage: database unavailable")
+
 // MaxKeyLen bounds the length of a key in bytes.
 const MaxKeyLen = 1024
 
@@ -40,6 +45,9 @@ type Tx interface {
 // Update returns that error unchanged. Backends may commit the transactions of
 // concurrent Update calls together (group commit); fn may therefore run on a
 // goroutine other than the caller's and must not block on the caller.
+// Backends shared by several processes may also run fn more than once when
+// the transaction conflicts with another process and is retried, so fn must
+// set (not accumulate into) whatever results it reports to the caller.
 //
 // All methods are safe for concurrent use.
 type Backend interface {
@@ -69,4 +77,17 @@ type Snapshotter interface {
 	// ForEach calls fn for every key and value in key order, from one
 	// consistent view of the store. fn must not retain value.
 	ForEach(ctx context.Context, fn func(key string, value []byte) error) error
+}
+
+// Watcher is the optional capability of backends shared by several Coffer
+// nodes: it tells each node which keys the others changed, so that caches
+// can forget them.
+type Watcher interface {
+	// Watch registers fn. The backend calls it on its own goroutine, soon
+	// after each commit by another user of the store, with the keys that
+	// commit wrote or deleted; keys == nil means that anything may have
+	// changed (notifications were lost, for example across a reconnect).
+	// Commits made through this Backend value are not reported. fn must
+	// return quickly. Register before the backend is used.
+	Watch(fn func(keys []string))
 }

@@ -102,6 +102,19 @@ type Service struct {
 	// no revocation started since the read, so a lookup racing a revoke
 	// cannot put the revoked token back into the cache.
 	gen uint64
+
+	onRevoke func(ctx context.Context, accessor string) error // see OnRevoke; guarded by mu
+}
+
+// OnRevoke registers fn, called with the accessor of every token about to
+// be deleted by a revocation (explicit, of a parent, on last use, or by
+// TidyExpired), before it is deleted. The lease manager uses it to revoke
+// what the token obtained. If fn fails the token is kept and the
+// revocation returns the error, so that it can be retried.
+func (s *Service) OnRevoke(fn func(ctx context.Context, accessor string) error) {
+	s.mu.Lock()
+	s.onRevoke = fn
+	s.mu.Unlock()
 }
 
 // generation returns the current revocation count.
@@ -167,7 +180,16 @@ func (s *Service) Invalidate() {
 	if s.cache != nil {
 		s.cache = make(map[string]*Entry)
 	}
+	s.gen++ // lookups reading storage now must not cache what they read
 	s.mu.Unlock()
+}
+
+// ForgetKey drops the cached entry stored under the storage key key, which
+// another node changed (revoked, renewed, used); other keys are ignored.
+func (s *Service) ForgetKey(key string) {
+	if h, ok := strings.CutPrefix(key, byHashPrefix); ok {
+		s.drop(h)
+	}
 }
 
 func (s *Service) hash(tok string) (string, error) {
@@ -531,6 +553,14 @@ func (s *Service) revokeTree(ctx context.Context, accessor string, depth int) er
 			if err := s.revokeTree(ctx, child, depth+1); err != nil {
 				return err
 			}
+		}
+	}
+	s.mu.RLock()
+	hook := s.onRevoke
+	s.mu.RUnlock()
+	if hook != nil {
+		if err := hook(ctx, accessor); err != nil {
+			return fmt.Errorf("revoke the token's leases: %w", err)
 		}
 	}
 	var hash string

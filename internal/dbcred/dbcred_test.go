@@ -1,0 +1,686 @@
+package dbcred_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/coffer-dev/coffer/internal/dbcred"
+	"github.com/coffer-dev/coffer/internal/lease"
+	"github.com/coffer-dev/coffer/internal/storage/mem"
+	"github.com/coffer-dev/coffer/internal/testdb"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+type clock struct {
+	mu sync.Mutex
+	d  time.Duration // offset from the real time
+}
+
+func (c *clock) now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return time.Now().Add(c.d) }
+func (c *clock) advance(d time.Duration) { c.mu.Lock(); c.d += d; c.mu.Unlock() }
+
+type fixture struct {
+	svc    *dbcred.Service
+	leases *lease.Manager
+	clock  *clock
+}
+
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	c := &clock{}
+	store := mem.New()
+	leases := lease.New(store, lease.Config{Now: c.now, RetryMin: time.Second, RetryMax: 4 * time.Second})
+	svc := dbcred.New(store, leases, dbcred.Options{Now: c.now})
+	f := &fixture{svc: svc, leases: leases, clock: c}
+	t.Cleanup(func() {
+		// Drop every user a test left behind: the servers are shared.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if res, err := leases.RevokePrefix(ctx, "db/"); err != nil || res.Pending > 0 {
+			ids, _, _ := leases.List(ctx, "db/", "", 10)
+			for _, id := range ids {
+				l, _ := leases.Lookup(ctx, id)
+				t.Logf("pending %s: %+v", id, l.Revocation)
+			}
+			t.Errorf("cleanup: revoke leases = %+v, %v", res, err)
+		}
+		svc.Reset()
+	})
+	return f
+}
+
+func open(t testing.TB, driver, dsn string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func pgUserURL(t testing.TB, base, user, password string) string {
+	t.Helper()
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(user, password)
+	return u.String()
+}
+
+// canLogin reports whether a fresh connection as user succeeds and can run a query.
+func canLogin(t testing.TB, driver, dsn string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var n int
+	return db.QueryRowContext(ctx, "SELECT count(*) FROM items").Scan(&n)
+}
+
+var userRE = regexp.MustCompile(`^v_[a-z0-9_]+$`)
+
+const pgCreate = `CREATE ROLE {{name}} WITH LOGIN PASSWORD {{password}} VALID UNTIL {{expiration}};
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO {{name}};`
+
+func setupPostgres(t testing.TB, f *fixture, name, dbURL string) {
+	t.Helper()
+	ctx := context.Background()
+	admin := open(t, "pgx", dbURL)
+	if _, err := admin.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS items (id int); INSERT INTO items VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: name, Plugin: dbcred.PluginPostgres,
+		ConnectionURL: dbURL, AllowedRoles: []string{"*"}}); err != nil {
+		t.Fatalf("PutConnection: %v", err)
+	}
+	if _, err := f.svc.PutRole(ctx, dbcred.Role{Name: "readonly", DBName: name, CreationStatements: []string{pgCreate},
+		DefaultTTL: time.Minute, MaxTTL: time.Hour}); err != nil {
+		t.Fatalf("PutRole: %v", err)
+	}
+}
+
+func TestPostgresLifecycle(t *testing.T) {
+	ctx := context.Background()
+	dbURL := testdb.Postgres(t)
+	f := newFixture(t)
+	setupPostgres(t, f, "pg", dbURL)
+
+	creds, err := f.svc.Creds(ctx, "readonly", dbcred.CredsInput{DisplayName: "approle/payments", Accessor: "acc_test"})
+	if err != nil {
+		t.Fatalf("Creds: %v", err)
+	}
+	if !userRE.MatchString(creds.Username) || !strings.HasPrefix(creds.Username, "v_payments_readonly_") {
+		t.Errorf("username = %q", creds.Username)
+	}
+	if !strings.HasPrefix(creds.Lease.ID, "db/creds/readonly/") || !creds.Lease.Renewable || creds.Lease.TTL != time.Minute {
+		t.Errorf("lease = %+v", creds.Lease)
+	}
+	userURL := pgUserURL(t, dbURL, creds.Username, creds.Password)
+	if err := canLogin(t, "pgx", userURL); err != nil {
+		t.Fatalf("login while leased: %v", err)
+	}
+
+	// Renewal moves VALID UNTIL along with the lease.
+	admin := open(t, "pgx", dbURL)
+	f.clock.advance(10 * time.Second)
+	renewed, err := f.leases.Renew(ctx, creds.Lease.ID, 30*time.Minute)
+	if err != nil {
+		t.Fatalf("Renew: %v", err)
+	}
+	var validUntil time.Time
+	if err := admin.QueryRowContext(ctx, "SELECT rolvaliduntil FROM pg_roles WHERE rolname = $1", creds.Username).Scan(&validUntil); err != nil {
+		t.Fatal(err)
+	}
+	if d := validUntil.Sub(renewed.ExpiresAt); d < -time.Second || d > time.Second {
+		t.Errorf("VALID UNTIL = %v, lease expires %v", validUntil, renewed.ExpiresAt)
+	}
+
+	// An open session ends on revoke, and no new one can start.
+	held := open(t, "pgx", userURL)
+	held.SetMaxOpenConns(1)
+	conn, err := held.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.leases.Revoke(ctx, creds.Lease.ID); err != nil {
+		t.Fatalf("Revoke: %v", err)
+	}
+	if _, err := conn.ExecContext(ctx, "SELECT 1"); err == nil {
+		t.Error("the user's open session survived revocation")
+	}
+	if err := canLogin(t, "pgx", userURL); err == nil {
+		t.Error("login after revoke succeeded")
+	}
+	var n int
+	admin.QueryRowContext(ctx, "SELECT count(*) FROM pg_roles WHERE rolname = $1", creds.Username).Scan(&n)
+	if n != 0 {
+		t.Error("role still exists after revoke")
+	}
+	if _, err := f.leases.Lookup(ctx, creds.Lease.ID); !errors.Is(err, lease.ErrNotFound) {
+		t.Errorf("lease after revoke: %v", err)
+	}
+}
+
+func TestPostgresExpiryAndTokenRevoke(t *testing.T) {
+	ctx := context.Background()
+	dbURL := testdb.Postgres(t)
+	f := newFixture(t)
+	setupPostgres(t, f, "pg", dbURL)
+
+	short, err := f.svc.Creds(ctx, "readonly", dbcred.CredsInput{DisplayName: "a", TTL: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long, err := f.svc.Creds(ctx, "readonly", dbcred.CredsInput{DisplayName: "b", Accessor: "acc_tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*dbcred.Creds{short, long} {
+		if err := canLogin(t, "pgx", pgUserURL(t, dbURL, c.Username, c.Password)); err != nil {
+			t.Fatalf("login: %v", err)
+		}
+	}
+	f.clock.advance(6 * time.Second)
+	res, err := f.leases.ExpireDue(ctx)
+	if err != nil || res.Revoked != 1 {
+		t.Fatalf("ExpireDue = %+v, %v", res, err)
+	}
+	if err := canLogin(t, "pgx", pgUserURL(t, dbURL, short.Username, short.Password)); err == nil {
+		t.Error("login after expiry succeeded")
+	}
+	if err := canLogin(t, "pgx", pgUserURL(t, dbURL, long.Username, long.Password)); err != nil {
+		t.Errorf("unexpired user cannot log in: %v", err)
+	}
+	// Revoking the token (the token service calls this) revokes its lease.
+	if err := f.leases.RevokeByToken(ctx, "acc_tok"); err != nil {
+		t.Fatal(err)
+	}
+	if err := canLogin(t, "pgx", pgUserURL(t, dbURL, long.Username, long.Password)); err == nil {
+		t.Error("login after token revocation succeeded")
+	}
+}
+
+// TestPostgresDownRevocationRetried stops the database, revokes (which
+// fails and is scheduled), starts it again and lets the retry succeed.
+func TestPostgresDownRevocationRetried(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a throwaway PostgreSQL server")
+	}
+	ctx := context.Background()
+	srv, err := testdb.StartPostgres()
+	if err != nil {
+		t.Skipf("cannot start a throwaway PostgreSQL: %v", err)
+	}
+	t.Cleanup(srv.Remove)
+	f := newFixture(t)
+	setupPostgres(t, f, "throwaway", srv.URL)
+	creds, err := f.svc.Creds(ctx, "readonly", dbcred.CredsInput{DisplayName: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	err = f.leases.Revoke(ctx, creds.Lease.ID)
+	var pe *lease.PendingError
+	if !errors.As(err, &pe) {
+		t.Fatalf("Revoke with the database down = %v, want PendingError", err)
+	}
+	var de *dbcred.DBError
+	if !errors.As(err, &de) {
+		t.Errorf("cause = %T %v, want DBError", pe.Err, pe.Err)
+	}
+	// Still down at the first retry: rescheduled again, not dropped.
+	f.clock.advance(2 * time.Second)
+	if res, err := f.leases.ExpireDue(ctx); err != nil || res.Pending != 1 {
+		t.Fatalf("ExpireDue while down = %+v, %v", res, err)
+	}
+	l, err := f.leases.Lookup(ctx, creds.Lease.ID)
+	if err != nil || l.Revocation.Attempts != 2 || l.Revocation.LastError == "" {
+		t.Fatalf("lease while down = %+v, %v", l, err)
+	}
+	if strings.Contains(l.Revocation.LastError, creds.Password) {
+		t.Error("the stored error holds the password")
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.advance(5 * time.Second)
+	if res, err := f.leases.ExpireDue(ctx); err != nil || res.Revoked != 1 {
+		t.Fatalf("ExpireDue after restart = %+v, %v", res, err)
+	}
+	if err := canLogin(t, "pgx", pgUserURL(t, srv.URL, creds.Username, creds.Password)); err == nil {
+		t.Error("login after the retried revocation succeeded")
+	}
+}
+
+func mysqlUserDSN(t testing.TB, base, user, password string) string {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.User, cfg.Passwd = user, password
+	return cfg.FormatDSN()
+}
+
+func setupMySQL(t testing.TB, f *fixture, name, dsn string) {
+	t.Helper()
+	ctx := context.Background()
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := open(t, "mysql", dsn)
+	if _, err := admin.ExecContext(ctx, "CREATE TABLE items (id int)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: name, Plugin: dbcred.PluginMySQL,
+		ConnectionURL: dsn, AllowedRoles: []string{"readonly"}}); err != nil {
+		t.Fatalf("PutConnection: %v", err)
+	}
+	create := "CREATE USER {{name}}@'%' IDENTIFIED BY {{password}}; GRANT SELECT ON `" + cfg.DBName + "`.* TO {{name}}@'%'"
+	if _, err := f.svc.PutRole(ctx, dbcred.Role{Name: "readonly", DBName: name, CreationStatements: []string{create},
+		DefaultTTL: time.Minute, MaxTTL: time.Hour}); err != nil {
+		t.Fatalf("PutRole: %v", err)
+	}
+}
+
+func TestMySQLLifecycle(t *testing.T) {
+	ctx := context.Background()
+	dsn := testdb.MySQL(t)
+	f := newFixture(t)
+	setupMySQL(t, f, "maria", dsn)
+
+	creds, err := f.svc.Creds(ctx, "readonly", dbcred.CredsInput{DisplayName: "userpass/alice", Accessor: "acc_a", TTL: 10 * time.Second})
+	if err != nil {
+		t.Fatalf("Creds: %v", err)
+	}
+	if !userRE.MatchString(creds.Username) || len(creds.Username) > 32 {
+		t.Errorf("username = %q", creds.Username)
+	}
+	userDSN := mysqlUserDSN(t, dsn, creds.Username, creds.Password)
+	if err := canLogin(t, "mysql", userDSN); err != nil {
+		t.Fatalf("login while leased: %v", err)
+	}
+	if err := canLogin(t, "mysql", mysqlUserDSN(t, dsn, creds.Username, creds.Password+"x")); err == nil {
+		t.Fatal("login with a wrong password succeeded")
+	}
+	held := open(t, "mysql", userDSN)
+	conn, err := held.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.leases.Revoke(ctx, creds.Lease.ID); err != nil {
+		t.Fatalf("Revoke: %v", err)
+	}
+	if _, err := conn.ExecContext(ctx, "SELECT 1"); err == nil {
+		t.Error("the user's open session survived revocation")
+	}
+	if err := canLogin(t, "mysql", userDSN); err == nil {
+		t.Error("login after revoke succeeded")
+	}
+
+	// Expiry.
+	c2, err := f.svc.Creds(ctx, "readonly", dbcred.CredsInput{DisplayName: "bob", TTL: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := canLogin(t, "mysql", mysqlUserDSN(t, dsn, c2.Username, c2.Password)); err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	f.clock.advance(6 * time.Second)
+	if res, err := f.leases.ExpireDue(ctx); err != nil || res.Revoked != 1 {
+		t.Fatalf("ExpireDue = %+v, %v", res, err)
+	}
+	if err := canLogin(t, "mysql", mysqlUserDSN(t, dsn, c2.Username, c2.Password)); err == nil {
+		t.Error("login after expiry succeeded")
+	}
+	// Roles not in allowed_roles get nothing.
+	if _, err := f.svc.PutRole(ctx, dbcred.Role{Name: "other", DBName: "maria", CreationStatements: []string{"CREATE USER {{name}}@'%'"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Creds(ctx, "other", dbcred.CredsInput{}); !errors.Is(err, dbcred.ErrRoleNotAllowed) {
+		t.Errorf("Creds for a role not allowed = %v", err)
+	}
+}
+
+// TestMySQLDownRevocationRetried points the connection at a dead port:
+// revocation fails and is kept; fixing the connection lets the retry drop the user.
+func TestMySQLDownRevocationRetried(t *testing.T) {
+	ctx := context.Background()
+	dsn := testdb.MySQL(t)
+	f := newFixture(t)
+	setupMySQL(t, f, "maria", dsn)
+	creds, err := f.svc.Creds(ctx, "readonly", dbcred.CredsInput{DisplayName: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := mysql.ParseDSN(dsn)
+	dead := *cfg
+	dead.Addr = "127.0.0.1:1"
+	if _, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "maria", Plugin: dbcred.PluginMySQL,
+		ConnectionURL: dead.FormatDSN(), AllowedRoles: []string{"readonly"}, SkipVerify: true}); err != nil {
+		t.Fatal(err)
+	}
+	var pe *lease.PendingError
+	if err := f.leases.Revoke(ctx, creds.Lease.ID); !errors.As(err, &pe) {
+		t.Fatalf("Revoke with the database unreachable = %v", err)
+	}
+	if err := canLogin(t, "mysql", mysqlUserDSN(t, dsn, creds.Username, creds.Password)); err != nil {
+		t.Fatalf("user gone although revocation failed? %v", err)
+	}
+	if _, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "maria", Plugin: dbcred.PluginMySQL,
+		ConnectionURL: dsn, AllowedRoles: []string{"readonly"}}); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.advance(5 * time.Second)
+	if res, err := f.leases.ExpireDue(ctx); err != nil || res.Revoked != 1 {
+		t.Fatalf("ExpireDue after fixing = %+v, %v", res, err)
+	}
+	if err := canLogin(t, "mysql", mysqlUserDSN(t, dsn, creds.Username, creds.Password)); err == nil {
+		t.Error("login after the retried revocation succeeded")
+	}
+}
+
+// TestInjection tries to get caller-controlled text into SQL.
+func TestInjection(t *testing.T) {
+	ctx := context.Background()
+	dbURL := testdb.Postgres(t)
+	f := newFixture(t)
+	setupPostgres(t, f, "pg", dbURL)
+	admin := open(t, "pgx", dbURL)
+
+	hostile := []string{
+		`'; DROP TABLE items; --`,
+		`"; DROP TABLE items; --`,
+		`x" WITH SUPERUSER --`,
+		`$$; DROP TABLE items; $$`,
+		`\'; DROP TABLE items; --`,
+		"a\x00b",
+		strings.Repeat("é", 300),
+	}
+	for _, h := range hostile {
+		creds, err := f.svc.Creds(ctx, "readonly", dbcred.CredsInput{DisplayName: h})
+		if err != nil {
+			t.Fatalf("Creds(display %q): %v", h, err)
+		}
+		if !userRE.MatchString(creds.Username) {
+			t.Errorf("display %q gave username %q", h, creds.Username)
+		}
+		var super bool
+		if err := admin.QueryRowContext(ctx, "SELECT rolsuper FROM pg_roles WHERE rolname = $1", creds.Username).Scan(&super); err != nil || super {
+			t.Errorf("role for display %q: super=%v err=%v", h, super, err)
+		}
+		// Role names are checked before anything else.
+		for _, op := range []func() error{
+			func() error { _, err := f.svc.Creds(ctx, h, dbcred.CredsInput{}); return err },
+			func() error {
+				_, err := f.svc.PutRole(ctx, dbcred.Role{Name: h, DBName: "pg", CreationStatements: []string{pgCreate}})
+				return err
+			},
+		} {
+			if err := op(); err == nil {
+				t.Errorf("role name %q accepted", h)
+			}
+		}
+	}
+	var n int
+	if err := admin.QueryRowContext(ctx, "SELECT count(*) FROM items").Scan(&n); err != nil {
+		t.Fatalf("items table damaged: %v", err)
+	}
+
+	// Placeholders inside quotes (other than a whole quoted placeholder) are refused.
+	for _, tmpl := range []string{
+		`CREATE ROLE {{name}} PASSWORD 'x{{password}}'`,
+		`CREATE ROLE {{name}}; DO $$ BEGIN EXECUTE '{{password}}'; END $$`,
+		`CREATE ROLE {{name}} -- {{password}}`,
+		`CREATE ROLE {{name}} PASSWORD {{secret}}`,
+		`CREATE ROLE x`,
+		`CREATE ROLE {{name}} PASSWORD 'unterminated`,
+	} {
+		_, err := f.svc.PutRole(ctx, dbcred.Role{Name: "bad", DBName: "pg", CreationStatements: []string{tmpl}})
+		var te *dbcred.TemplateError
+		if !errors.As(err, &te) {
+			t.Errorf("PutRole(%q) = %v, want a TemplateError", tmpl, err)
+		}
+	}
+	// {{password}} in revocation statements is refused.
+	if _, err := f.svc.PutRole(ctx, dbcred.Role{Name: "bad", DBName: "pg", CreationStatements: []string{pgCreate},
+		RevocationStatements: []string{"DROP ROLE {{name}}; SELECT {{password}}"}}); err == nil {
+		t.Error("{{password}} accepted in revocation_statements")
+	}
+	// Vault-style quoted placeholders work and are quoted by Coffer.
+	if _, err := f.svc.PutRole(ctx, dbcred.Role{Name: "vaultstyle", DBName: "pg",
+		CreationStatements: []string{`CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`}}); err != nil {
+		t.Fatalf("Vault-style template: %v", err)
+	}
+	creds, err := f.svc.Creds(ctx, "vaultstyle", dbcred.CredsInput{})
+	if err != nil {
+		t.Fatalf("Creds vaultstyle: %v", err)
+	}
+	if err := canLoginNoTable(pgUserURL(t, dbURL, creds.Username, creds.Password)); err != nil {
+		t.Errorf("vault-style user cannot log in: %v", err)
+	}
+}
+
+func canLoginNoTable(dsn string) error {
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.Ping()
+}
+
+func TestConnectionSecrets(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	// An inline password is refused: it would be shown on read.
+	_, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "x", Plugin: dbcred.PluginPostgres,
+		ConnectionURL: "postgres://admin:hunter2@127.0.0.1:5432/db", SkipVerify: true})
+	var ie *dbcred.InputError
+	if !errors.As(err, &ie) || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("inline password = %v", err)
+	}
+	pw := "s3cret-pw"
+	c, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "x", Plugin: dbcred.PluginPostgres,
+		ConnectionURL: "postgres://{{username}}:{{password}}@127.0.0.1:1/db", Username: "admin", Password: &pw, SkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.PasswordSet {
+		t.Error("password_set false")
+	}
+	// A failed verification does not echo the password.
+	_, err = f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "x", Plugin: dbcred.PluginPostgres,
+		ConnectionURL: "postgres://{{username}}:{{password}}@127.0.0.1:1/db", Username: "admin", Password: &pw})
+	var de *dbcred.DBError
+	if !errors.As(err, &de) || strings.Contains(err.Error(), pw) {
+		t.Errorf("verify against a dead port = %v", err)
+	}
+	if _, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "x", Plugin: "oracle", ConnectionURL: "x"}); !errors.As(err, &ie) {
+		t.Errorf("unknown plugin = %v", err)
+	}
+}
+
+func TestRotateRootPostgres(t *testing.T) {
+	ctx := context.Background()
+	dbURL := testdb.Postgres(t)
+	admin := open(t, "pgx", dbURL)
+	// A dedicated admin role, so the superuser's password is not touched.
+	adminRole := "coffer_admin_" + strings.ToLower(strings.ReplaceAll(time.Now().Format("150405.000000"), ".", ""))
+	if _, err := admin.ExecContext(ctx, `CREATE ROLE `+adminRole+` WITH LOGIN CREATEROLE PASSWORD 'initial'`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.ExecContext(context.Background(), "DROP ROLE IF EXISTS "+adminRole) })
+	f := newFixture(t)
+	u, _ := url.Parse(dbURL)
+	u.User = url.User("{{username}}")
+	pw := "initial"
+	if _, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "pg", Plugin: dbcred.PluginPostgres,
+		ConnectionURL: strings.Replace(u.String(), "%7B%7Busername%7D%7D", "{{username}}", 1), Username: adminRole, Password: &pw,
+		AllowedRoles: []string{"*"}}); err != nil {
+		t.Fatalf("PutConnection: %v", err)
+	}
+	var before string
+	admin.QueryRowContext(ctx, "SELECT coalesce(rolpassword, '') FROM pg_authid WHERE rolname = $1", adminRole).Scan(&before)
+	if err := f.svc.RotateRoot(ctx, "pg"); err != nil {
+		t.Fatalf("RotateRoot: %v", err)
+	}
+	var after string
+	admin.QueryRowContext(ctx, "SELECT coalesce(rolpassword, '') FROM pg_authid WHERE rolname = $1", adminRole).Scan(&after)
+	if after == before || after == "" {
+		t.Error("the admin password did not change on the server")
+	}
+	c, err := f.svc.Connection(ctx, "pg")
+	if err != nil || c.RootRotatedAt == nil {
+		t.Fatalf("Connection after rotation = %+v, %v", c, err)
+	}
+	// The connection still works for issuing users.
+	if _, err := f.svc.PutRole(ctx, dbcred.Role{Name: "r", DBName: "pg", CreationStatements: []string{"CREATE ROLE {{name}} LOGIN PASSWORD {{password}}"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Creds(ctx, "r", dbcred.CredsInput{}); err != nil {
+		t.Errorf("Creds after rotation: %v", err)
+	}
+}
+
+func TestRotateRootMySQL(t *testing.T) {
+	ctx := context.Background()
+	dsn := testdb.MySQL(t)
+	root := open(t, "mysql", dsn)
+	adminUser := "coffer_adm_" + strings.ReplaceAll(time.Now().Format("150405.000000"), ".", "")
+	if _, err := root.ExecContext(ctx, "CREATE USER '"+adminUser+"'@'%' IDENTIFIED BY 'initial'"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.ExecContext(context.Background(), "DROP USER IF EXISTS '"+adminUser+"'@'%'") })
+	if _, err := root.ExecContext(ctx, "GRANT ALL PRIVILEGES ON *.* TO '"+adminUser+"'@'%' WITH GRANT OPTION"); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := mysql.ParseDSN(dsn)
+	cfg.User, cfg.Passwd = "{{username}}", ""
+	pw := "initial"
+	f := newFixture(t)
+	if _, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "m", Plugin: dbcred.PluginMySQL, ConnectionURL: cfg.FormatDSN(),
+		Username: adminUser, Password: &pw}); err != nil {
+		t.Fatalf("PutConnection: %v", err)
+	}
+	if err := f.svc.RotateRoot(ctx, "m"); err != nil {
+		t.Fatalf("RotateRoot: %v", err)
+	}
+	if err := canLoginNoTableMySQL(mysqlUserDSN(t, dsn, adminUser, "initial")); err == nil {
+		t.Error("the old admin password still works")
+	}
+	// The stored (new) password works: verification on rewrite succeeds.
+	if _, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "m", Plugin: dbcred.PluginMySQL, ConnectionURL: cfg.FormatDSN(),
+		Username: adminUser}); err != nil {
+		t.Errorf("connection after rotation: %v", err)
+	}
+}
+
+func canLoginNoTableMySQL(dsn string) error {
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.Ping()
+}
+
+// TestPostgresConcurrent issues and revokes users in parallel. GRANTs and
+// DROP OWNEDs on one table update its ACL in place, so concurrent ones
+// collide ("tuple concurrently updated"); they are retried.
+func TestPostgresConcurrent(t *testing.T) {
+	ctx := context.Background()
+	dbURL := testdb.Postgres(t)
+	f := newFixture(t)
+	setupPostgres(t, f, "pg", dbURL)
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := f.svc.Creds(ctx, "readonly", dbcred.CredsInput{DisplayName: "c", Accessor: "acc_" + string(rune('a'+i%2))})
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("concurrent Creds: %v", err)
+		}
+	}
+	var wg2 sync.WaitGroup
+	for _, acc := range []string{"acc_a", "acc_b"} {
+		wg2.Add(1)
+		go func() {
+			defer wg2.Done()
+			if err := f.leases.RevokeByToken(ctx, acc); err != nil {
+				t.Errorf("RevokeByToken: %v", err)
+			}
+		}()
+	}
+	wg2.Wait()
+	if ids, _, _ := f.leases.List(ctx, "db/", "", 0); len(ids) != 0 {
+		t.Errorf("%d leases left after concurrent revocation", len(ids))
+	}
+	admin := open(t, "pgx", dbURL)
+	var left int
+	admin.QueryRowContext(ctx, "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'v\\_c\\_readonly\\_%'").Scan(&left)
+	if left != 0 {
+		t.Errorf("%d users left", left)
+	}
+}
+
+// TestPostgresExpiryThroughput measures how fast expired users are dropped
+// from the real PostgreSQL (each with a grant to clean up).
+func TestPostgresExpiryThroughput(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measurement")
+	}
+	ctx := context.Background()
+	dbURL := testdb.Postgres(t)
+	f := newFixture(t)
+	setupPostgres(t, f, "pg", dbURL)
+	const n = 200
+	start := time.Now()
+	for range n {
+		if _, err := f.svc.Creds(ctx, "readonly", dbcred.CredsInput{DisplayName: "tp", TTL: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("issued %d PostgreSQL users in %v (%.0f/s)", n, time.Since(start), n/time.Since(start).Seconds())
+	f.clock.advance(2 * time.Minute)
+	start = time.Now()
+	res, err := f.leases.ExpireDue(ctx)
+	if err != nil || res.Revoked != n {
+		t.Fatalf("ExpireDue = %+v, %v", res, err)
+	}
+	t.Logf("expired %d PostgreSQL users in %v (%.0f/s)", n, time.Since(start), n/time.Since(start).Seconds())
+}

@@ -1,0 +1,176 @@
+package dbcred
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// postgres is the PostgreSQL dialect.
+type postgres struct{}
+
+func (postgres) name() string        { return PluginPostgres }
+func (postgres) maxUserLen() int     { return 63 }
+func (postgres) transactional() bool { return true }
+
+// quoteIdent quotes like quote_ident: double quotes, embedded ones doubled.
+func (postgres) quoteIdent(s string) (string, error) {
+	if s == "" || len(s) > 63 || strings.ContainsRune(s, 0) {
+		return "", fmt.Errorf("identifier must be 1 to 63 bytes without NUL")
+	}
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`, nil
+}
+
+// quoteLiteral quotes a standard string: single quotes doubled. Values with
+// a backslash are refused, since with standard_conforming_strings off a
+// backslash would escape.
+func (postgres) quoteLiteral(s string) (string, error) {
+	if strings.ContainsAny(s, "\x00\\") {
+		return "", errUnquotable
+	}
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'", nil
+}
+
+// retryable: serialization failures, deadlocks, and "tuple concurrently
+// updated" (XX000), which concurrent GRANT/REVOKE on one object raise.
+func (postgres) retryable(err error) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return false
+	}
+	return pe.Code == "40001" || pe.Code == "40P01" || (pe.Code == "XX000" && strings.Contains(pe.Message, "concurrently"))
+}
+
+func (postgres) formatExpiration(t time.Time) string {
+	return t.UTC().Format("2006-01-02 15:04:05-07")
+}
+
+func (postgres) defaultRenew() []string {
+	return []string{"ALTER ROLE {{name}} VALID UNTIL {{expiration}}"}
+}
+
+func (postgres) parse(url string) (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig(placeholders(url))
+	if err != nil {
+		// pgx's message may quote the URL; keep only that it failed.
+		return nil, &InputError{Field: "connection_url", Msg: "not a valid PostgreSQL connection URL or keyword/value string"}
+	}
+	return cfg, nil
+}
+
+func (p postgres) checkURL(url string) error {
+	cfg, err := p.parse(url)
+	if err != nil {
+		return err
+	}
+	if cfg.Password != "" && cfg.Password != passSentinel {
+		return &InputError{Field: "connection_url", Msg: "must not contain a password: give it in the password field (or write {{password}}) so it is stored apart and never shown"}
+	}
+	return nil
+}
+
+func (p postgres) open(url, user, password string) (*sql.DB, error) {
+	cfg, err := p.parse(url)
+	if err != nil {
+		return nil, err
+	}
+	if user != "" {
+		cfg.User = user
+	}
+	if cfg.User == userSentinel || cfg.User == "" {
+		return nil, &InputError{Field: "username", Msg: "is required (in the username field or the connection URL)"}
+	}
+	cfg.Password = password
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	return stdlib.OpenDB(*cfg), nil
+}
+
+func (p postgres) setPassword(ctx context.Context, db *sql.DB, user, password string) error {
+	id, err := p.quoteIdent(user)
+	if err != nil {
+		return err
+	}
+	lit, err := p.quoteLiteral(password)
+	if err != nil {
+		return err
+	}
+	_, err = db.ExecContext(ctx, "ALTER ROLE "+id+" WITH PASSWORD "+lit)
+	return err
+}
+
+// revoke stops new logins, terminates the user's sessions, then runs the
+// custom statements or the default removal: reassign and drop what the role
+// owns in this database, then drop the role.
+func (p postgres) revoke(ctx context.Context, db *sql.DB, user string, custom []string) error {
+	var exists bool
+	if err := db.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", user).Scan(&exists); err != nil {
+		return err
+	}
+	if !exists {
+		return nil
+	}
+	id, err := p.quoteIdent(user)
+	if err != nil {
+		return err
+	}
+	if _, err := db.ExecContext(ctx, "ALTER ROLE "+id+" NOLOGIN"); err != nil {
+		return err
+	}
+	// An admin that is not a superuser needs membership in the role to
+	// terminate its sessions and to reassign or drop what it owns (before
+	// PostgreSQL 16 CREATEROLE does not grant it).
+	var super bool
+	if err := db.QueryRowContext(ctx, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&super); err != nil {
+		return err
+	}
+	if !super {
+		if _, err := db.ExecContext(ctx, "GRANT "+id+" TO CURRENT_USER"); err != nil {
+			return err
+		}
+	}
+	if err := p.terminate(ctx, db, user); err != nil {
+		return err
+	}
+	sts := custom
+	if len(sts) == 0 {
+		sts = []string{
+			"REASSIGN OWNED BY " + id + " TO CURRENT_USER",
+			"DROP OWNED BY " + id,
+			"DROP ROLE IF EXISTS " + id,
+		}
+	}
+	return execAll(ctx, p, db, sts)
+}
+
+// terminate ends the user's sessions and waits until they are gone.
+func (postgres) terminate(ctx context.Context, db *sql.DB, user string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var left int
+		err := db.QueryRowContext(ctx, `SELECT count(*) FROM (
+			SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()) t`, user).Scan(&left)
+		if err != nil {
+			return fmt.Errorf("terminate sessions: %w", err)
+		}
+		if left == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("terminate sessions: %d still open", left)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,127 @@
+package dbrotate
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+type myDialect struct{}
+
+func (myDialect) engine() string   { return "mysql" }
+func (myDialect) defaultPort() int { return 3306 }
+func (myDialect) maxUserLen() int  { return 32 }
+
+type myConn struct{ db *sql.DB }
+
+func (m myConn) Close() error { return m.db.Close() }
+
+func (myDialect) login(ctx context.Context, v *Value) (conn, error) {
+	mode, err := mysqlTLS(v.TLS)
+	if err != nil {
+		return nil, err
+	}
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd = v.Username, v.Password
+	cfg.Net, cfg.Addr, cfg.DBName = "tcp", net.JoinHostPort(v.Host, strconv.Itoa(int(v.Port))), v.DBName
+	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = connectTimeout, connectTimeout, connectTimeout
+	cfg.TLSConfig = mode
+	// Normalise through the DSN form, which resolves the tls setting.
+	cfg, err = mysql.ParseDSN(cfg.FormatDSN())
+	if err != nil {
+		return nil, fmt.Errorf("connection settings: %v", err)
+	}
+	cn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connection settings: %v", err)
+	}
+	db := sql.OpenDB(cn)
+	db.SetMaxOpenConns(1)
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return myConn{db}, nil
+}
+
+// myQuote quotes a string literal. Doubling quotes works whether or not
+// NO_BACKSLASH_ESCAPES is set; backslashes, whose meaning depends on it,
+// are refused (generated passwords never contain them).
+func myQuote(s string) (string, error) {
+	if strings.ContainsAny(s, "\\\x00") {
+		return "", fmt.Errorf("value contains a backslash or NUL")
+	}
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'", nil
+}
+
+func (myDialect) setOwnPassword(ctx context.Context, c conn, pw string) error {
+	lit, err := myQuote(pw)
+	if err != nil {
+		return err
+	}
+	db := c.(myConn).db
+	var version string
+	if err := db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&version); err != nil {
+		return err
+	}
+	if strings.Contains(strings.ToLower(version), "mariadb") {
+		// MariaDB's ALTER USER needs the CREATE USER privilege even for
+		// oneself; SET PASSWORD does not.
+		_, err = db.ExecContext(ctx, "SET PASSWORD = PASSWORD("+lit+")")
+		return err
+	}
+	_, err = db.ExecContext(ctx, "ALTER USER CURRENT_USER() IDENTIFIED BY "+lit)
+	return err
+}
+
+func (myDialect) setPassword(ctx context.Context, c conn, user, pw, template string) error {
+	db := c.(myConn).db
+	rows, err := db.QueryContext(ctx, "SELECT Host FROM mysql.user WHERE User = ?", user)
+	if err != nil {
+		return err
+	}
+	var hosts []string
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&h); err != nil {
+			rows.Close()
+			return err
+		}
+		hosts = append(hosts, h)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(hosts) == 0 {
+		if template == "" {
+			return nil // nothing to revoke
+		}
+		return fmt.Errorf("user %s does not exist: create it with the same privileges as %s (see docs/rotation.md)", user, template)
+	}
+	lit, err := myQuote(pw)
+	if err != nil {
+		return err
+	}
+	u, err := myQuote(user)
+	if err != nil {
+		return err
+	}
+	for _, h := range hosts {
+		hq, err := myQuote(h)
+		if err != nil {
+			return fmt.Errorf("user %s has an unusable host name", user)
+		}
+		if _, err := db.ExecContext(ctx, "ALTER USER "+u+"@"+hq+" IDENTIFIED BY "+lit); err != nil {
+			return err
+		}
+	}
+	return nil
+}

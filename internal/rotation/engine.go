@@ -1,0 +1,601 @@
+// Package rotation rotates secrets on schedules, on demand and in bulk for
+// incident response, and never fails silently.
+//
+// A rotation writes the new value as a pending version, has a Rotator set
+// it on the target system and test it there (by logging in with it), then
+// promotes it to current; the old value becomes previous and keeps working
+// for the policy's grace window, after which the rotator revokes it. Each
+// step's state is made durable before the step touches anything outside
+// Coffer, so a rotation interrupted by a crash is resumed from its last
+// step, and a step that fails leaves current untouched, is retried with
+// backoff, and after MaxAttempts marks the rotation failed: a metric, an
+// event, an audit record and the status shown by coffer secret describe.
+//
+// Schedules live in storage: a per-secret state and an index of next-run
+// times, so they survive restarts. Engine.RunDue is the scheduler's tick;
+// the server calls it on one node only.
+package rotation
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coffer-dev/coffer/internal/audit"
+	"github.com/coffer-dev/coffer/internal/events"
+	"github.com/coffer-dev/coffer/internal/secret"
+	"github.com/coffer-dev/coffer/internal/storage"
+)
+
+var (
+	// ErrNoPolicy means the secret has no rotation policy, of its own or from a prefix.
+	ErrNoPolicy = errors.New("no rotation policy applies to this secret")
+	// ErrBusy means another runner holds the secret's rotation lease.
+	ErrBusy = errors.New("a rotation of this secret is already running")
+	// ErrNotRotating is returned by Cancel when no rotation is in flight.
+	ErrNotRotating = errors.New("no rotation of this secret is in progress")
+	// ErrUnknownRotator means a policy names a rotator the server does not have.
+	ErrUnknownRotator = errors.New("unknown rotator")
+	// errAbandoned is returned when a failpoint simulated a crash.
+	errAbandoned = errors.New("rotation abandoned by a failpoint")
+	// errCancelled stops a run whose cancellation was requested.
+	errCancelled = errors.New("rotation cancelled")
+)
+
+// Store is what the engine needs from the barrier.
+type Store interface {
+	Get(ctx context.Context, key string) ([]byte, error)
+	List(ctx context.Context, prefix, after string, limit int) ([]string, error)
+	Update(ctx context.Context, fn func(storage.Tx) error) error
+}
+
+// Config configures an Engine. Zero values mean defaults.
+type Config struct {
+	Store   Store
+	Secrets *secret.Service
+	Events  *events.Bus                                // nil: no events
+	Audit   func(context.Context, *audit.Record) error // nil: no audit records
+	Logger  *slog.Logger
+	Now     func() time.Time
+	// Jitter returns a random duration in [0, max); nil draws from crypto/rand.
+	Jitter func(max time.Duration) time.Duration
+	// Rotators by name (password, postgresql, mysql, webhook).
+	Rotators map[string]Rotator
+
+	Batch       int           // due secrets taken per RunDue (default 16): catch-up is spread over ticks
+	Concurrency int           // rotations run at once by RunDue and Emergency (default 2)
+	LeaseTTL    time.Duration // a runner's lease, renewed while it works (default 30s)
+	StepTimeout time.Duration // bound on each step (default 2m)
+	RetryMin    time.Duration // first retry delay, doubled per attempt (default 30s)
+	RetryMax    time.Duration // longest retry delay (default 1h)
+	SyncEvery   time.Duration // how often RunDue enrols secrets under prefix policies (default 5m)
+	// Failpoint, for crash tests, is called after each step's outcome is
+	// durable with the name of the step just done; returning true abandons
+	// the run on the spot, as a crash would.
+	Failpoint func(step string) bool
+}
+
+// Engine runs rotations. It is safe for concurrent use.
+type Engine struct {
+	cfg     Config
+	store   Store
+	secrets *secret.Service
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *Metrics
+
+	syncMu   sync.Mutex // guards lastSync
+	lastSync time.Time
+}
+
+// New returns an Engine.
+func New(cfg Config) *Engine {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Jitter == nil {
+		cfg.Jitter = cryptoJitter
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.LeaseTTL, 30*time.Second)
+	def(&cfg.StepTimeout, 2*time.Minute)
+	def(&cfg.RetryMin, 30*time.Second)
+	def(&cfg.RetryMax, time.Hour)
+	def(&cfg.SyncEvery, 5*time.Minute)
+	if cfg.Batch <= 0 {
+		cfg.Batch = 16
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 2
+	}
+	names := make([]string, 0, len(cfg.Rotators))
+	for n := range cfg.Rotators {
+		names = append(names, n)
+	}
+	return &Engine{cfg: cfg, store: cfg.Store, secrets: cfg.Secrets, log: cfg.Logger,
+		now: func() time.Time { return cfg.Now().UTC() }, metrics: newMetrics(names)}
+}
+
+func cryptoJitter(max time.Duration) time.Duration {
+	if max <= 0 {
+		return 0
+	}
+	n, err := rand.Int(rand.Reader, big.NewInt(int64(max)))
+	if err != nil {
+		return 0
+	}
+	return time.Duration(n.Int64())
+}
+
+func newToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// ---- policies ----
+
+// SetPolicy stores the rotation policy of one secret, which must exist. It
+// returns the policy as stored, options unredacted: generated keys (a
+// webhook's signing key) are shown this once.
+func (e *Engine) SetPolicy(ctx context.Context, name string, p Policy, actor string) (*Policy, error) {
+	if err := secret.ValidateName(name); err != nil {
+		return nil, err
+	}
+	m, err := e.secrets.Describe(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if m.DeletedAt != nil {
+		return nil, secret.ErrDeleted
+	}
+	return e.putPolicy(ctx, policyPrefix+name, name, p, actor, func(tx storage.Tx, sch Schedule, p *Policy) error {
+		return e.enrolTx(tx, name, "secret", p, sch, true)
+	})
+}
+
+// SetPrefixPolicy stores a policy for every secret under prefix that has
+// no policy of its own (the longest matching prefix wins). Secrets under it
+// are enrolled now and, for secrets created later, by RunDue within SyncEvery.
+func (e *Engine) SetPrefixPolicy(ctx context.Context, prefix string, p Policy, actor string) (*Policy, error) {
+	if prefix == "" {
+		return nil, invalid("prefix", "must not be empty")
+	}
+	if err := secret.ValidatePrefix(prefix); err != nil {
+		return nil, err
+	}
+	out, err := e.putPolicy(ctx, prefixPrefix+prefix, prefix, p, actor, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.syncPrefix(ctx, prefix); err != nil {
+		e.log.Warn("enrolling secrets under a rotation prefix failed; RunDue retries", "prefix", prefix, "error", err)
+	}
+	return out, nil
+}
+
+func (e *Engine) putPolicy(ctx context.Context, key, subject string, p Policy, actor string, enrol func(storage.Tx, Schedule, *Policy) error) (*Policy, error) {
+	now := e.now()
+	sch, err := p.validate(now)
+	if err != nil {
+		return nil, err
+	}
+	rot, ok := e.cfg.Rotators[p.Rotator]
+	if !ok {
+		return nil, invalid("rotator", "%q is not a rotator; want one of %s", p.Rotator, strings.Join(e.RotatorNames(), ", "))
+	}
+	var out *Policy
+	err = e.store.Update(ctx, func(tx storage.Tx) error {
+		var old json.RawMessage
+		if prev, err := readPolicy(tx.Get, key); err != nil {
+			return err
+		} else if prev != nil && prev.Rotator == p.Rotator {
+			old = prev.Options
+		}
+		opts, err := rot.Check(p.Options, old, PolicyInfo{Name: subject, Grace: time.Duration(p.Grace)})
+		if err != nil {
+			return err
+		}
+		np := p
+		np.Options, np.UpdatedAt, np.UpdatedBy = opts, now, actor
+		raw, err := json.Marshal(&np)
+		if err != nil {
+			return err
+		}
+		if err := tx.Put(key, raw); err != nil {
+			return err
+		}
+		if enrol != nil {
+			if err := enrol(tx, sch, &np); err != nil {
+				return err
+			}
+		}
+		out = &np
+		return nil
+	})
+	return out, err
+}
+
+// enrolTx creates or refreshes the state of a secret governed by p. With
+// reschedule, an existing schedule is recomputed (the policy changed).
+func (e *Engine) enrolTx(tx storage.Tx, name, source string, p *Policy, sch Schedule, reschedule bool) error {
+	st, err := readState(tx, name)
+	if err != nil {
+		return err
+	}
+	var old time.Time
+	if st == nil {
+		st = &State{Name: name, Status: StatusScheduled}
+		reschedule = true
+	} else {
+		old = st.NextAt
+		if !reschedule && st.Source == source && st.Rotator == p.Rotator {
+			return nil
+		}
+	}
+	st.Source, st.Rotator = source, p.Rotator
+	if reschedule {
+		st.NextDue = e.nextDue(sch, p, e.now())
+	}
+	return writeState(tx, st, old)
+}
+
+func (e *Engine) nextDue(sch Schedule, p *Policy, from time.Time) *time.Time {
+	n := sch.Next(from)
+	if n.IsZero() {
+		return nil
+	}
+	n = n.Add(e.cfg.Jitter(time.Duration(p.Jitter))).UTC()
+	return &n
+}
+
+func readPolicy(get func(string) ([]byte, error), key string) (*Policy, error) {
+	raw, err := get(key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var p Policy
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return nil, fmt.Errorf("decode rotation policy: %w", err)
+	}
+	return &p, nil
+}
+
+// DeletePolicy removes a secret's own policy (a prefix policy may then
+// apply). A rotation in flight must finish or be cancelled first.
+func (e *Engine) DeletePolicy(ctx context.Context, name string) error {
+	if err := secret.ValidateName(name); err != nil {
+		return err
+	}
+	prefixPol, prefix, err := e.prefixPolicyFor(ctx, name)
+	if err != nil {
+		return err
+	}
+	return e.store.Update(ctx, func(tx storage.Tx) error {
+		if _, err := tx.Get(policyPrefix + name); errors.Is(err, storage.ErrNotFound) {
+			return ErrNoPolicy
+		} else if err != nil {
+			return err
+		}
+		st, err := readState(tx, name)
+		if err != nil {
+			return err
+		}
+		if st != nil && st.inFlight() {
+			return fmt.Errorf("%w: cancel it first (coffer secret rotate %s --cancel)", ErrBusy, name)
+		}
+		if err := tx.Delete(policyPrefix + name); err != nil {
+			return err
+		}
+		if st == nil {
+			return nil
+		}
+		if prefixPol != nil {
+			sch, _ := ParseSchedule(prefixPol.Schedule)
+			return e.enrolTx(tx, name, "prefix:"+prefix, prefixPol, sch, true)
+		}
+		return deleteState(tx, st)
+	})
+}
+
+// DeletePrefixPolicy removes a prefix policy. Secrets it governed leave
+// the schedule when next due (or move to a shorter prefix's policy).
+func (e *Engine) DeletePrefixPolicy(ctx context.Context, prefix string) error {
+	return e.store.Update(ctx, func(tx storage.Tx) error {
+		if _, err := tx.Get(prefixPrefix + prefix); errors.Is(err, storage.ErrNotFound) {
+			return ErrNoPolicy
+		} else if err != nil {
+			return err
+		}
+		return tx.Delete(prefixPrefix + prefix)
+	})
+}
+
+// PrefixPolicy returns the policy stored for exactly prefix, options redacted.
+func (e *Engine) PrefixPolicy(ctx context.Context, prefix string) (*Policy, error) {
+	p, err := readPolicy(func(k string) ([]byte, error) { return e.store.Get(ctx, k) }, prefixPrefix+prefix)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, ErrNoPolicy
+	}
+	return e.redact(p), nil
+}
+
+// PrefixPolicies lists the prefixes that have a policy.
+func (e *Engine) PrefixPolicies(ctx context.Context) ([]string, error) {
+	keys, err := e.store.List(ctx, prefixPrefix, "", 1000)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = strings.TrimPrefix(k, prefixPrefix)
+	}
+	return out, nil
+}
+
+// prefixPolicyFor returns the longest prefix policy that covers name.
+func (e *Engine) prefixPolicyFor(ctx context.Context, name string) (*Policy, string, error) {
+	prefixes, err := e.PrefixPolicies(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	best := ""
+	for _, p := range prefixes {
+		if strings.HasPrefix(name, p) && len(p) > len(best) {
+			best = p
+		}
+	}
+	if best == "" {
+		return nil, "", nil
+	}
+	p, err := readPolicy(func(k string) ([]byte, error) { return e.store.Get(ctx, k) }, prefixPrefix+best)
+	return p, best, err
+}
+
+// effectivePolicy returns the policy that governs name and its source.
+func (e *Engine) effectivePolicy(ctx context.Context, name string) (*Policy, string, error) {
+	p, err := readPolicy(func(k string) ([]byte, error) { return e.store.Get(ctx, k) }, policyPrefix+name)
+	if err != nil || p != nil {
+		return p, "secret", err
+	}
+	p, prefix, err := e.prefixPolicyFor(ctx, name)
+	if err != nil || p == nil {
+		return nil, "", err
+	}
+	return p, "prefix:" + prefix, nil
+}
+
+func (e *Engine) redact(p *Policy) *Policy {
+	c := *p
+	if r, ok := e.cfg.Rotators[p.Rotator].(Redactor); ok {
+		c.Options = r.Redact(p.Options)
+	}
+	return &c
+}
+
+// References returns the secrets a policy's rotator would read (for
+// authorizing whoever sets it). The policy need not be valid.
+func (e *Engine) References(p Policy) []string {
+	if r, ok := e.cfg.Rotators[p.Rotator].(Referencer); ok {
+		return r.References(p.Options)
+	}
+	return nil
+}
+
+// RotatorNames lists the configured rotators.
+func (e *Engine) RotatorNames() []string {
+	out := make([]string, 0, len(e.cfg.Rotators))
+	for n := range e.cfg.Rotators {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Status is a secret's rotation policy (options redacted) and state.
+type Status struct {
+	Name   string  `json:"name"`
+	Policy *Policy `json:"policy"`
+	Source string  `json:"source"`
+	State  *State  `json:"state"`
+}
+
+// Status returns the rotation policy and state of a secret.
+func (e *Engine) Status(ctx context.Context, name string) (*Status, error) {
+	if err := secret.ValidateName(name); err != nil {
+		return nil, err
+	}
+	p, src, err := e.effectivePolicy(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	st, err := e.getState(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil && st == nil {
+		return nil, ErrNoPolicy
+	}
+	out := &Status{Name: name, Source: src, State: st}
+	if p != nil {
+		out.Policy = e.redact(p)
+	}
+	if st != nil {
+		c := *st
+		c.LeaseOwner = "" // an internal token
+		out.State = &c
+	}
+	return out, nil
+}
+
+// ---- leases and state changes ----
+
+// change runs fn on name's state in one transaction and writes it back,
+// moving its index entry. With owner set, the caller must hold the lease.
+// fn may return errSkip to write nothing.
+func (e *Engine) change(ctx context.Context, name, owner string, fn func(st *State) error) (*State, error) {
+	var out *State
+	err := e.store.Update(ctx, func(tx storage.Tx) error {
+		st, err := readState(tx, name)
+		if err != nil {
+			return err
+		}
+		var old time.Time
+		if st == nil {
+			st = &State{Name: name, Status: StatusScheduled}
+		} else {
+			old = st.NextAt
+		}
+		if owner != "" && st.LeaseOwner != owner {
+			return fmt.Errorf("%w: lease lost", ErrBusy)
+		}
+		if err := fn(st); err != nil {
+			return err
+		}
+		if err := writeState(tx, st, old); err != nil {
+			return err
+		}
+		c := *st
+		out = &c
+		return nil
+	})
+	return out, err
+}
+
+// lease is a runner's hold on one secret's rotation, renewed in the
+// background until released.
+type lease struct {
+	e     *Engine
+	name  string
+	owner string
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+// acquire takes the lease on name, or returns ErrBusy.
+func (e *Engine) acquire(ctx context.Context, name string) (*lease, *State, error) {
+	owner := newToken()
+	st, err := e.change(ctx, name, "", func(st *State) error {
+		now := e.now()
+		if st.leasedByOther(owner, now) {
+			return ErrBusy
+		}
+		st.LeaseOwner, st.LeaseUntil = owner, tp(now.Add(e.cfg.LeaseTTL))
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	l := &lease{e: e, name: name, owner: owner, stop: make(chan struct{}), done: make(chan struct{})}
+	go l.renew()
+	return l, st, nil
+}
+
+func (l *lease) renew() {
+	defer close(l.done)
+	t := time.NewTicker(l.e.cfg.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), l.e.cfg.LeaseTTL/3)
+		_, err := l.e.change(ctx, l.name, l.owner, func(st *State) error {
+			st.LeaseUntil = tp(l.e.now().Add(l.e.cfg.LeaseTTL))
+			return nil
+		})
+		cancel()
+		if err != nil {
+			l.e.log.Warn("renewing a rotation lease failed", "name", l.name, "error", err)
+		}
+	}
+}
+
+// stopRenewing ends the background renewal without releasing the lease
+// (what a crash does: the lease then expires by itself).
+func (l *lease) stopRenewing() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	<-l.done
+}
+
+// release applies fn and gives the lease up in the same write.
+func (l *lease) release(ctx context.Context, fn func(st *State) error) (*State, error) {
+	l.stopRenewing()
+	return l.e.change(ctx, l.name, l.owner, func(st *State) error {
+		if fn != nil {
+			if err := fn(st); err != nil {
+				return err
+			}
+		}
+		st.LeaseOwner, st.LeaseUntil = "", nil
+		return nil
+	})
+}
+
+// save makes a change durable while holding the lease.
+func (l *lease) save(ctx context.Context, fn func(st *State) error) (*State, error) {
+	return l.e.change(ctx, l.name, l.owner, fn)
+}
+
+func (e *Engine) getState(ctx context.Context, name string) (*State, error) {
+	raw, err := e.store.Get(ctx, statePrefix+name)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st State
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return nil, fmt.Errorf("decode rotation state of %s: %w", name, err)
+	}
+	return &st, nil
+}
+
+// SetSchedule changes only the schedule of the policy that governs name,
+// keeping its rotator and options; a policy inherited from a prefix is
+// copied into the secret's own. (For AWS RotateSecret's RotationRules.)
+func (e *Engine) SetSchedule(ctx context.Context, name, schedule, actor string) (*Policy, error) {
+	p, _, err := e.effectivePolicy(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, ErrNoPolicy
+	}
+	np := *p
+	np.Schedule = schedule
+	out, err := e.SetPolicy(ctx, name, np, actor)
+	if err != nil {
+		return nil, err
+	}
+	return e.redact(out), nil
+}

@@ -1,0 +1,300 @@
+package webhook
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coffer-dev/coffer/internal/rotation"
+	"github.com/coffer-dev/coffer/internal/secret"
+	"github.com/coffer-dev/coffer/internal/storage/mem"
+)
+
+// endpoint is an external system's rotation endpoint: it checks every
+// signature and keeps which credentials work.
+type endpoint struct {
+	t   *testing.T
+	srv *httptest.Server
+
+	mu       sync.Mutex
+	key      []byte
+	steps    []string
+	valid    map[string]bool
+	byVer    map[int]string
+	failSet  int
+	slow     time.Duration
+	create   string // body to answer create with
+	badSigs  int
+	sawIDs   map[string]bool
+	lastBody map[string]any
+}
+
+func newEndpoint(t *testing.T) *endpoint {
+	e := &endpoint{t: t, valid: map[string]bool{"initial": true}, byVer: map[int]string{1: "initial"}, sawIDs: map[string]bool{}}
+	e.srv = httptest.NewTLSServer(http.HandlerFunc(e.serve))
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+func (e *endpoint) caPEM() string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.srv.Certificate().Raw}))
+}
+
+func (e *endpoint) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := Verify(e.key, r.Header, body, time.Now(), 5*time.Minute); err != nil {
+		e.badSigs++
+		http.Error(w, "signature: "+err.Error(), http.StatusUnauthorized)
+		return
+	}
+	var q map[string]any
+	json.Unmarshal(body, &q)
+	e.lastBody = q
+	step, _ := q["step"].(string)
+	e.steps = append(e.steps, step)
+	if id, _ := q["rotation_id"].(string); id != "" {
+		e.sawIDs[id] = true
+	}
+	value, _ := q["value"].(string)
+	vf, _ := q["version"].(float64)
+	version := int(vf)
+	if e.slow > 0 {
+		e.mu.Unlock()
+		time.Sleep(e.slow)
+		e.mu.Lock()
+	}
+	switch step {
+	case StepCreate:
+		io.WriteString(w, e.create)
+	case StepSet:
+		if e.failSet > 0 {
+			e.failSet--
+			http.Error(w, "downstream unavailable\nsecond line", http.StatusBadGateway)
+			return
+		}
+		e.valid[value] = true
+		e.byVer[version] = value
+	case StepTest:
+		if !e.valid[value] {
+			http.Error(w, "credential refused", http.StatusForbidden)
+		}
+	case StepFinish:
+	case StepRevoke:
+		prev := int(q["previous_version"].(float64))
+		delete(e.valid, e.byVer[prev])
+	default:
+		http.Error(w, "unknown step", http.StatusBadRequest)
+	}
+}
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+type fixture struct {
+	ep      *endpoint
+	clock   *clock
+	secrets *secret.Service
+	engine  *rotation.Engine
+}
+
+func newFixture(t *testing.T, opts map[string]any, grace time.Duration) *fixture {
+	f := &fixture{ep: newEndpoint(t), clock: &clock{t: time.Now().UTC()}}
+	store := mem.New()
+	f.secrets = secret.New(store, f.clock.Now)
+	f.engine = rotation.New(rotation.Config{Store: store, Secrets: f.secrets, Now: f.clock.Now,
+		Jitter: func(time.Duration) time.Duration { return 0 }, Rotators: map[string]rotation.Rotator{"webhook": New(Config{})}})
+	if _, err := f.secrets.Put(context.Background(), secret.PutInput{Name: "ext/api", Value: []byte("initial")}); err != nil {
+		t.Fatal(err)
+	}
+	o := map[string]any{"url": f.ep.srv.URL + "/rotate", "ca_cert": f.ep.caPEM()}
+	for k, v := range opts {
+		o[k] = v
+	}
+	raw, _ := json.Marshal(o)
+	p, err := f.engine.SetPolicy(context.Background(), "ext/api", rotation.Policy{Schedule: "every 30d", Grace: rotation.Duration(grace), Rotator: "webhook", Options: raw}, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored Options
+	json.Unmarshal(p.Options, &stored)
+	key, err := hex.DecodeString(stored.SigningKey)
+	if err != nil || len(key) != 32 {
+		t.Fatalf("signing key %q, want 32 random bytes shown once", stored.SigningKey)
+	}
+	f.ep.key = key
+	return f
+}
+
+func (f *fixture) current(t *testing.T) *secret.Value {
+	v, err := f.secrets.Get(context.Background(), "ext/api", secret.Selector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestWebhookFourSteps(t *testing.T) {
+	f := newFixture(t, map[string]any{"password": map[string]any{"length": 20}}, time.Hour)
+	st, err := f.engine.Rotate(context.Background(), "ext/api", rotation.RotateOptions{})
+	if err != nil || st.Status != rotation.StatusScheduled || st.LastError != "" {
+		t.Fatalf("Rotate = %+v, %v", st, err)
+	}
+	if got := strings.Join(f.ep.steps, ","); got != "create,set,test,finish" {
+		t.Fatalf("steps = %s, want create,set,test,finish", got)
+	}
+	cur := f.current(t)
+	if cur.Version != 2 || len(cur.Data) != 20 || !f.ep.valid[string(cur.Data)] || !f.ep.valid["initial"] {
+		t.Fatalf("after rotation: v%d, endpoint valid %v", cur.Version, f.ep.valid)
+	}
+	if len(f.ep.sawIDs) != 1 {
+		t.Fatalf("rotation ids seen: %v, want one for every step", f.ep.sawIDs)
+	}
+	f.clock.Advance(time.Hour)
+	if _, err := f.engine.RunDue(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if f.ep.steps[len(f.ep.steps)-1] != StepRevoke || f.ep.valid["initial"] {
+		t.Fatalf("after the grace window: steps %v, valid %v", f.ep.steps, f.ep.valid)
+	}
+	if _, ok := f.ep.lastBody["value"]; ok {
+		t.Fatal("revoke carried a value")
+	}
+	// GET shows the key redacted.
+	s, err := f.engine.Status(context.Background(), "ext/api")
+	if err != nil || strings.Contains(string(s.Policy.Options), hex.EncodeToString(f.ep.key)) || !strings.Contains(string(s.Policy.Options), "hidden") {
+		t.Fatalf("status options = %s, %v", s.Policy.Options, err)
+	}
+	if f.ep.badSigs != 0 {
+		t.Fatalf("%d requests with bad signatures", f.ep.badSigs)
+	}
+}
+
+func TestWebhookCreateSuppliesValue(t *testing.T) {
+	f := newFixture(t, nil, 0)
+	f.ep.create = `{"value_json":{"key_id":"k2","secret":"from-endpoint"}}`
+	if st, err := f.engine.Rotate(context.Background(), "ext/api", rotation.RotateOptions{}); err != nil || st.LastError != "" {
+		t.Fatalf("Rotate = %+v, %v", st, err)
+	}
+	if cur := f.current(t); cur.Type != secret.TypeJSON || string(cur.Data) != `{"key_id":"k2","secret":"from-endpoint"}` {
+		t.Fatalf("current = %s %s", cur.Type, cur.Data)
+	}
+}
+
+func TestWebhookFailureRetriesWithSameID(t *testing.T) {
+	f := newFixture(t, nil, 0)
+	f.ep.failSet = 1
+	st, err := f.engine.Rotate(context.Background(), "ext/api", rotation.RotateOptions{})
+	if err != nil || st.Status != rotation.StatusRetrying || !strings.Contains(st.LastError, "answered 502: downstream unavailable") || strings.Contains(st.LastError, "second line") {
+		t.Fatalf("after a 502: %+v, %v", st, err)
+	}
+	if v := f.current(t); v.Version != 1 {
+		t.Fatalf("current moved to v%d on failure", v.Version)
+	}
+	f.clock.Advance(time.Hour)
+	if _, err := f.engine.RunDue(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if v := f.current(t); v.Version != 2 || len(f.ep.sawIDs) != 1 {
+		t.Fatalf("after the retry: v%d, ids %v", v.Version, f.ep.sawIDs)
+	}
+}
+
+func TestWebhookTimeout(t *testing.T) {
+	f := newFixture(t, map[string]any{"timeout": "200ms"}, 0)
+	f.ep.slow = time.Second
+	start := time.Now()
+	st, err := f.engine.Rotate(context.Background(), "ext/api", rotation.RotateOptions{})
+	if err != nil || st.Status != rotation.StatusRetrying || !strings.Contains(st.LastError, "timed out after 200ms") {
+		t.Fatalf("slow endpoint: %+v, %v", st, err)
+	}
+	if d := time.Since(start); d > 900*time.Millisecond {
+		t.Fatalf("the call took %v despite a 200ms timeout", d)
+	}
+}
+
+func TestWebhookWrongKeyRefused(t *testing.T) {
+	f := newFixture(t, nil, 0)
+	f.ep.key = []byte("not-the-key")
+	st, err := f.engine.Rotate(context.Background(), "ext/api", rotation.RotateOptions{})
+	if err != nil || st.Status != rotation.StatusRetrying || !strings.Contains(st.LastError, "answered 401") || f.ep.badSigs != 1 {
+		t.Fatalf("with a wrong key: %+v, %v (bad signatures %d)", st, err, f.ep.badSigs)
+	}
+}
+
+func TestWebhookCheck(t *testing.T) {
+	r := New(Config{})
+	tests := []struct {
+		name, opts, field string
+	}{
+		{"no url", `{}`, "options.url"},
+		{"plain http", `{"url":"http://rotator.example.com/x"}`, "options.url"},
+		{"credentials in url", `{"url":"https://u:p@rotator.example.com/x"}`, "options.url"},
+		{"ftp", `{"url":"ftp://rotator.example.com/x"}`, "options.url"},
+		{"timeout", `{"url":"https://r.example.com","timeout":"1h"}`, "options.timeout"},
+		{"bad ca", `{"url":"https://r.example.com","ca_cert":"nope"}`, "options.ca_cert"},
+		{"short key", `{"url":"https://r.example.com","signing_key":"abcd"}`, "options.signing_key"},
+		{"unknown", `{"url":"https://r.example.com","retries":3}`, "options"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := r.Check(json.RawMessage(tt.opts), nil, rotation.PolicyInfo{})
+			var ve *secret.ValidationError
+			if !errors.As(err, &ve) || ve.Field != tt.field {
+				t.Fatalf("Check(%s) = %v, want an error on %s", tt.opts, err, tt.field)
+			}
+		})
+	}
+	// Loopback http is allowed, and an update keeps the signing key.
+	first, err := r.Check(json.RawMessage(`{"url":"http://127.0.0.1:9/x"}`), nil, rotation.PolicyInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := r.Check(json.RawMessage(`{"url":"http://localhost:9/y"}`), first, rotation.PolicyInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b Options
+	json.Unmarshal(first, &a)
+	json.Unmarshal(second, &b)
+	if a.SigningKey == "" || a.SigningKey != b.SigningKey {
+		t.Fatalf("signing key not kept across updates: %q then %q", a.SigningKey, b.SigningKey)
+	}
+}
+
+func TestSignVerify(t *testing.T) {
+	key := []byte("0123456789abcdef")
+	body := []byte(`{"step":"set"}`)
+	now := time.Unix(1_900_000_000, 0)
+	h := http.Header{}
+	h.Set(HeaderTimestamp, "1900000000")
+	h.Set(HeaderSignature, Sign(key, "1900000000", body))
+	if err := Verify(key, h, body, now, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(key, h, []byte(`{"step":"revoke"}`), now, time.Minute); err == nil {
+		t.Fatal("a changed body verified")
+	}
+	if err := Verify(key, h, body, now.Add(2*time.Minute), time.Minute); err == nil {
+		t.Fatal("a replayed old request verified")
+	}
+}

@@ -1,0 +1,49 @@
+package server
+
+import (
+	"context"
+	"os"
+	"time"
+)
+
+// envRotationTick shortens the rotation scheduler's tick, for tests only.
+const envRotationTick = "COFFER_TEST_ROTATION_TICK"
+
+// rotationTick is how often the rotation scheduler looks for due work.
+const rotationTick = 10 * time.Second
+
+// rotationLoop runs the rotation scheduler (rotation.Engine.RunDue) on the
+// leader until the server stops: at once, to resume rotations a crash
+// interrupted, then every tick. Shutting down cancels the tick in progress;
+// an interrupted rotation is resumed from its last durable step.
+func (s *Server) rotationLoop() {
+	iv := rotationTick
+	if d, err := time.ParseDuration(os.Getenv(envRotationTick)); err == nil && d > 0 {
+		iv = d
+	}
+	t := time.NewTicker(iv)
+	defer t.Stop()
+	for {
+		if lead, ok := s.leaderCtx(); ok && !s.Core.Sealed() {
+			ctx, cancel := context.WithTimeout(lead, 10*time.Minute)
+			stopped := make(chan struct{})
+			go func() {
+				select {
+				case <-s.stop:
+					cancel()
+				case <-stopped:
+				}
+			}()
+			if _, err := s.Core.Rotation.RunDue(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("rotation scheduler tick failed; retrying at the next tick", "error", err)
+			}
+			close(stopped)
+			cancel()
+		}
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,131 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Watch implements storage.Watcher: fn receives the keys other Backends
+// (other nodes) changed, or nil each time the listening connection is
+// (re)established, since notifications sent before then are unknown.
+func (b *Backend) Watch(fn func(keys []string)) {
+	b.subMu.Lock()
+	b.watchers = append(b.watchers, fn)
+	b.subMu.Unlock()
+	b.startListening()
+}
+
+// Subscribe calls fn(payload, false) for every notification on channel
+// (ChannelEvents; ChannelKeys is for Watch), including those this Backend
+// sent, in commit order, and fn("", true) each time the listening connection
+// is (re)established: notifications sent before then are unknown. fn runs on the
+// listener's goroutine and must return quickly.
+func (b *Backend) Subscribe(channel string, fn func(payload string, lost bool)) {
+	b.subMu.Lock()
+	b.subs[channel] = append(b.subs[channel], fn)
+	b.subMu.Unlock()
+	b.startListening()
+}
+
+// Origin identifies this Backend in the notifications it sends.
+func (b *Backend) Origin() string { return b.origin }
+
+func (b *Backend) startListening() {
+	b.listenOnce.Do(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		b.subMu.Lock()
+		b.listenCancel, b.listenDone = cancel, done
+		b.subMu.Unlock()
+		go func() {
+			defer close(done)
+			b.listenLoop(ctx)
+		}()
+	})
+}
+
+// listenLoop holds a dedicated connection that LISTENs on both channels,
+// reconnecting every second while the database is away.
+func (b *Backend) listenLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		conn, err := b.listenConn(ctx)
+		if err != nil {
+			b.log.Debug("postgres listener cannot connect; retrying", "error", mapErr(err))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		// Whatever was notified before LISTEN took effect is unknown to
+		// this node, on the first connection as after a reconnect.
+		b.dispatchLost()
+		for {
+			n, err := conn.WaitForNotification(ctx)
+			if err != nil {
+				break
+			}
+			b.dispatch(n.Channel, n.Payload)
+		}
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		conn.Close(cctx)
+		cancel()
+	}
+}
+
+func (b *Backend) listenConn(ctx context.Context) (*pgx.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, b.connCfg.Copy())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+ChannelKeys+"; LISTEN "+ChannelEvents); err != nil {
+		conn.Close(context.Background())
+		return nil, err
+	}
+	return conn, nil
+}
+
+func (b *Backend) dispatch(channel, payload string) {
+	b.subMu.Lock()
+	watchers, subs := b.watchers, b.subs[channel]
+	b.subMu.Unlock()
+	if channel == ChannelKeys {
+		var n keyNote
+		if err := json.Unmarshal([]byte(payload), &n); err != nil || n.Origin == b.origin {
+			return
+		}
+		keys := n.Keys
+		if n.All {
+			keys = nil
+		}
+		for _, fn := range watchers {
+			fn(keys)
+		}
+		return
+	}
+	for _, fn := range subs {
+		fn(payload, false)
+	}
+}
+
+func (b *Backend) dispatchLost() {
+	b.subMu.Lock()
+	watchers := b.watchers
+	var subs []func(string, bool)
+	for _, s := range b.subs {
+		subs = append(subs, s...)
+	}
+	b.subMu.Unlock()
+	for _, fn := range watchers {
+		fn(nil)
+	}
+	for _, fn := range subs {
+		fn("", true)
+	}
+}
