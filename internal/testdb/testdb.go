@@ -170,6 +170,8 @@ type Server struct {
 	dir  string
 	cmd  *exec.Cmd
 	uid  *syscall.Credential
+	// exited is closed when the process started last has been waited for.
+	exited chan struct{}
 }
 
 // StartPostgres starts a throwaway PostgreSQL server in a temporary
@@ -221,8 +223,9 @@ func (s *Server) Start() error {
 		log.Close()
 		return err
 	}
-	go func() { _ = cmd.Wait(); log.Close() }()
-	s.cmd = cmd
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); log.Close(); close(exited) }()
+	s.cmd, s.exited = cmd, exited
 	mu.Lock()
 	registered := false
 	for _, o := range started {
@@ -261,20 +264,11 @@ func (s *Server) Stop() {
 		sig = syscall.SIGTERM // mariadbd ignores SIGINT
 	}
 	_ = s.cmd.Process.Signal(sig)
-	done := make(chan struct{})
-	go func() {
-		for s.cmd.ProcessState == nil {
-			if err := s.cmd.Process.Signal(syscall.Signal(0)); err != nil {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		close(done)
-	}()
 	select {
-	case <-done:
+	case <-s.exited:
 	case <-time.After(20 * time.Second):
 		_ = s.cmd.Process.Kill()
+		<-s.exited
 	}
 	// The port is released once the process is gone.
 	for i := 0; i < 100; i++ {
