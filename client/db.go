@@ -19,6 +19,8 @@ type DBConnection struct {
 	CreatedAt          time.Time  `json:"created_at"`
 	UpdatedAt          time.Time  `json:"updated_at"`
 	RootRotatedAt      *time.Time `json:"root_rotated_at,omitempty"`
+	RootRotationPeriod string     `json:"root_rotation_period,omitempty"` // e.g. "720h0m0s"; empty: on demand only
+	RootRotationError  string     `json:"root_rotation_error,omitempty"`  // the last scheduled rotation's failure
 	Version            int64      `json:"version"`
 }
 
@@ -32,6 +34,8 @@ type DBConnectionInput struct {
 	AllowedRoles       []string `json:"allowed_roles,omitempty"`
 	MaxOpenConnections int      `json:"max_open_connections,omitempty"`
 	VerifyConnection   *bool    `json:"verify_connection,omitempty"` // nil: true
+	// RootRotationPeriod rotates the admin password on a schedule ("30d", "720h").
+	RootRotationPeriod string `json:"root_rotation_period,omitempty"`
 }
 
 // WriteDBConnection creates or replaces a connection; the server connects

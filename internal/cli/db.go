@@ -68,6 +68,7 @@ func (e *env) dbConfigWrite() *cobra.Command {
 	f.StringVar(&passwordFile, "password-file", "", "read the admin password from this file (- for stdin); omitted on update: keep the stored one")
 	f.StringSliceVar(&in.AllowedRoles, "allowed-roles", nil, "roles that may use this connection (* for all)")
 	f.IntVar(&in.MaxOpenConnections, "max-open-connections", 0, "pool size to the database (default 4)")
+	f.StringVar(&in.RootRotationPeriod, "root-rotation-period", "", "rotate the admin password on this schedule (e.g. 30d); default: only on demand")
 	f.BoolVar(&noVerify, "no-verify", false, "store without connecting first")
 	cmd.MarkFlagRequired("plugin")
 	cmd.MarkFlagRequired("connection-url")
@@ -86,6 +87,12 @@ func (e *env) printDBConnection(c *client.DBConnection) error {
 	e.printf("Allowed roles:   %s\n", orDash(strings.Join(c.AllowedRoles, ", ")))
 	if c.RootRotatedAt != nil {
 		e.printf("Root rotated:    %s\n", fmtTime(*c.RootRotatedAt))
+	}
+	if c.RootRotationPeriod != "" {
+		e.printf("Root rotation:   every %s\n", c.RootRotationPeriod)
+	}
+	if c.RootRotationError != "" {
+		e.printf("Root rotation FAILED: %s\n", c.RootRotationError)
 	}
 	e.printf("Updated:         %s\n", fmtTime(c.UpdatedAt))
 	return nil

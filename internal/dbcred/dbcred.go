@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coffer-dev/coffer/internal/auth"
 	"github.com/coffer-dev/coffer/internal/lease"
 	"github.com/coffer-dev/coffer/internal/storage"
 )
@@ -111,6 +112,13 @@ type Connection struct {
 	CreatedAt          time.Time  `json:"created_at"`
 	UpdatedAt          time.Time  `json:"updated_at"`
 	RootRotatedAt      *time.Time `json:"root_rotated_at,omitempty"`
+	// RootRotationPeriod, when set, rotates the admin password on a
+	// schedule: RotateRootDue rotates it once this long has passed since
+	// the last rotation (or since the connection was created).
+	RootRotationPeriod auth.Duration `json:"root_rotation_period,omitempty"`
+	// RootRotationError is the last scheduled rotation's failure, cleared
+	// by the next success.
+	RootRotationError string `json:"root_rotation_error,omitempty"`
 	// Version counts writes, so every node notices a change (such as a
 	// rotated password) and reopens its pool.
 	Version int64 `json:"version"`
@@ -236,6 +244,8 @@ type ConnInput struct {
 	Password           *string
 	AllowedRoles       []string
 	MaxOpenConnections int
+	// RootRotationPeriod schedules admin password rotation; 0: only on demand.
+	RootRotationPeriod time.Duration
 	// SkipVerify stores the connection without connecting to it first.
 	SkipVerify bool
 }
@@ -261,6 +271,10 @@ func (s *Service) PutConnection(ctx context.Context, in ConnInput) (*Connection,
 		return nil, &InputError{Field: "allowed_roles", Msg: "at most 256 entries"}
 	case in.MaxOpenConnections < 0 || in.MaxOpenConnections > 100:
 		return nil, &InputError{Field: "max_open_connections", Msg: "must be between 0 and 100"}
+	case in.RootRotationPeriod != 0 && (in.RootRotationPeriod < time.Hour || in.RootRotationPeriod > 5*366*24*time.Hour):
+		return nil, &InputError{Field: "root_rotation_period", Msg: "must be between 1h and 5 years"}
+	case in.RootRotationPeriod != 0 && (in.Password == nil || *in.Password == "") && !hasStoredPassword(ctx, s, in.Name):
+		return nil, &InputError{Field: "root_rotation_period", Msg: "needs a stored admin password to rotate"}
 	}
 	for _, r := range in.AllowedRoles {
 		if r != "*" {
@@ -279,7 +293,7 @@ func (s *Service) PutConnection(ctx context.Context, in ConnInput) (*Connection,
 	now := s.now().UTC()
 	st := &storedConn{Connection: Connection{Name: in.Name, Plugin: in.Plugin, ConnectionURL: in.ConnectionURL,
 		Username: in.Username, AllowedRoles: slices.Clone(in.AllowedRoles), MaxOpenConnections: in.MaxOpenConnections,
-		CreatedAt: now, UpdatedAt: now}}
+		RootRotationPeriod: auth.Duration(in.RootRotationPeriod), CreatedAt: now, UpdatedAt: now}}
 	if st.AllowedRoles == nil {
 		st.AllowedRoles = []string{}
 	}
@@ -847,7 +861,7 @@ func (s *Service) RotateRoot(ctx context.Context, name string) error {
 			return err
 		}
 		now := s.now().UTC()
-		cur.Password, cur.PendingPassword, cur.RootRotatedAt = next, "", &now
+		cur.Password, cur.PendingPassword, cur.RootRotatedAt, cur.RootRotationError = next, "", &now, ""
 		cur.Version++
 		return putJSON(tx, connPrefix+name, &cur)
 	})
@@ -856,6 +870,79 @@ func (s *Service) RotateRoot(ctx context.Context, name string) error {
 	}
 	s.dropPool(name)
 	return nil
+}
+
+func hasStoredPassword(ctx context.Context, s *Service, name string) bool {
+	st, err := s.conn(ctx, name)
+	return err == nil && st.Password != ""
+}
+
+// RootRotationResult is what one RotateRootDue pass did.
+type RootRotationResult struct {
+	Rotated []string
+	Failed  map[string]error
+}
+
+// RotateRootDue rotates the admin password of every connection whose
+// RootRotationPeriod has passed since its last rotation. A failure is kept
+// on the connection (RootRotationError, shown by GET /v1/db/config) and the
+// rotation is tried again at the next pass; the pending password RotateRoot
+// keeps makes a retry safe whether or not the database took the first one.
+// The server runs it from the leader's background jobs.
+func (s *Service) RotateRootDue(ctx context.Context) (RootRotationResult, error) {
+	res := RootRotationResult{Failed: map[string]error{}}
+	names, err := s.Connections(ctx)
+	if err != nil {
+		return res, err
+	}
+	now := s.now()
+	for _, name := range names {
+		st, err := s.conn(ctx, name)
+		if err != nil {
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			return res, err
+		}
+		period := time.Duration(st.RootRotationPeriod)
+		last := st.CreatedAt
+		if st.RootRotatedAt != nil {
+			last = *st.RootRotatedAt
+		}
+		if period <= 0 || now.Before(last.Add(period)) {
+			continue
+		}
+		if err := s.RotateRoot(ctx, name); err != nil {
+			res.Failed[name] = err
+			s.noteRootRotationError(ctx, name, err)
+			continue
+		}
+		res.Rotated = append(res.Rotated, name)
+	}
+	return res, nil
+}
+
+// noteRootRotationError records a scheduled rotation's failure on the connection.
+func (s *Service) noteRootRotationError(ctx context.Context, name string, cause error) {
+	msg := cause.Error()
+	if len(msg) > 512 {
+		msg = msg[:512]
+	}
+	err := s.store.Update(ctx, func(tx storage.Tx) error {
+		raw, err := tx.Get(connPrefix + name)
+		if err != nil {
+			return err
+		}
+		var cur storedConn
+		if err := json.Unmarshal(raw, &cur); err != nil {
+			return err
+		}
+		cur.RootRotationError = msg
+		return putJSON(tx, connPrefix+name, &cur)
+	})
+	if err != nil {
+		s.log.Warn("could not record a root rotation failure", "connection", name, "error", err)
+	}
 }
 
 // adminUser is the user name Coffer connects as.

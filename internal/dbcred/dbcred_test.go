@@ -684,3 +684,64 @@ func TestPostgresExpiryThroughput(t *testing.T) {
 	}
 	t.Logf("expired %d PostgreSQL users in %v (%.0f/s)", n, time.Since(start), n/time.Since(start).Seconds())
 }
+
+// TestRotateRootDueMySQL: a connection with root_rotation_period has its
+// admin password rotated once the period has passed, not before; the old
+// password is then refused. A failing rotation is kept on the connection
+// and retried at the next pass.
+func TestRotateRootDueMySQL(t *testing.T) {
+	ctx := context.Background()
+	dsn := testdb.MySQL(t)
+	root := open(t, "mysql", dsn)
+	adminUser := "coffer_sch_" + strings.ReplaceAll(time.Now().Format("150405.000000"), ".", "")
+	if _, err := root.ExecContext(ctx, "CREATE USER '"+adminUser+"'@'%' IDENTIFIED BY 'initial'"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.ExecContext(context.Background(), "DROP USER IF EXISTS '"+adminUser+"'@'%'") })
+	if _, err := root.ExecContext(ctx, "GRANT ALL PRIVILEGES ON *.* TO '"+adminUser+"'@'%' WITH GRANT OPTION"); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := mysql.ParseDSN(dsn)
+	cfg.User, cfg.Passwd = "{{username}}", "{{password}}"
+	pw := "initial"
+	f := newFixture(t)
+	if _, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "m", Plugin: dbcred.PluginMySQL, ConnectionURL: cfg.FormatDSN(),
+		Username: adminUser, Password: &pw, RootRotationPeriod: 24 * time.Hour}); err != nil {
+		t.Fatalf("PutConnection: %v", err)
+	}
+	if _, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "bad", Plugin: dbcred.PluginMySQL, ConnectionURL: cfg.FormatDSN(),
+		Username: adminUser, RootRotationPeriod: 24 * time.Hour}); err == nil || !strings.Contains(err.Error(), "root_rotation_period") {
+		t.Fatalf("a period without a stored password: %v", err)
+	}
+	res, err := f.svc.RotateRootDue(ctx)
+	if err != nil || len(res.Rotated)+len(res.Failed) != 0 {
+		t.Fatalf("before the period: %+v %v", res, err)
+	}
+	f.clock.advance(25 * time.Hour)
+	res, err = f.svc.RotateRootDue(ctx)
+	if err != nil || len(res.Rotated) != 1 || len(res.Failed) != 0 {
+		t.Fatalf("after the period: %+v %v", res, err)
+	}
+	if err := canLoginNoTableMySQL(mysqlUserDSN(t, dsn, adminUser, "initial")); err == nil {
+		t.Error("the old admin password still works")
+	}
+	if res, _ = f.svc.RotateRootDue(ctx); len(res.Rotated) != 0 {
+		t.Fatalf("rotated again right away: %+v", res)
+	}
+
+	// The database refuses the admin (its password changed behind
+	// Coffer's back): the scheduled rotation fails, says so, and retries.
+	if _, err := root.ExecContext(ctx, "ALTER USER '"+adminUser+"'@'%' IDENTIFIED BY 'changed-by-hand'"); err != nil {
+		t.Fatal(err)
+	}
+	f.svc.Reset()
+	f.clock.advance(25 * time.Hour)
+	res, err = f.svc.RotateRootDue(ctx)
+	if err != nil || len(res.Failed) != 1 {
+		t.Fatalf("rotation with a wrong admin password: %+v %v", res, err)
+	}
+	c, _ := f.svc.Connection(ctx, "m")
+	if c.RootRotationError == "" || strings.Contains(c.RootRotationError, "changed-by-hand") {
+		t.Fatalf("root rotation error = %q", c.RootRotationError)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/coffer-dev/coffer/internal/core"
 	"github.com/coffer-dev/coffer/internal/dbcred"
 	"github.com/coffer-dev/coffer/internal/lease"
+	"github.com/coffer-dev/coffer/internal/rotation"
 )
 
 // dbRoutes declares the dynamic database credential routes. Their policy
@@ -56,6 +57,8 @@ type DBConfigRequest struct {
 	AllowedRoles       []string `json:"allowed_roles,omitempty"`
 	MaxOpenConnections int      `json:"max_open_connections,omitempty"`
 	VerifyConnection   *bool    `json:"verify_connection,omitempty"` // default true
+	// RootRotationPeriod rotates the admin password on a schedule ("30d", "720h"); empty: on demand only.
+	RootRotationPeriod string `json:"root_rotation_period,omitempty"`
 }
 
 func (a *API) dbConfigWrite(r *request) (any, error) {
@@ -66,9 +69,18 @@ func (a *API) dbConfigWrite(r *request) (any, error) {
 	if in.Password != nil {
 		r.sensitive("password", *in.Password)
 	}
+	var period time.Duration
+	if in.RootRotationPeriod != "" {
+		d, err := rotation.ParseDuration(in.RootRotationPeriod)
+		if err != nil {
+			return nil, badRequest("root_rotation_period must be a duration like 30d or 720h")
+		}
+		period = d
+	}
 	return a.core.DB.PutConnection(r.ctx, dbcred.ConnInput{Name: r.PathValue("name"), Plugin: in.Plugin,
 		ConnectionURL: in.ConnectionURL, Username: in.Username, Password: in.Password, AllowedRoles: in.AllowedRoles,
-		MaxOpenConnections: in.MaxOpenConnections, SkipVerify: in.VerifyConnection != nil && !*in.VerifyConnection})
+		MaxOpenConnections: in.MaxOpenConnections, RootRotationPeriod: period,
+		SkipVerify: in.VerifyConnection != nil && !*in.VerifyConnection})
 }
 
 func (a *API) dbConfigRead(r *request) (any, error) {

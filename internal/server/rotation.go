@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"time"
+
+	"github.com/coffer-dev/coffer/internal/rotation"
 )
 
 // envRotationTick shortens the rotation scheduler's tick, for tests only.
@@ -45,5 +47,25 @@ func (s *Server) rotationLoop() {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// rotateDBRoots rotates the admin passwords of database connections whose
+// root_rotation_period has passed, counting each outcome in the rotation
+// metrics (rotator "db-root").
+func (s *Server) rotateDBRoots(ctx context.Context) {
+	res, err := s.Core.DB.RotateRootDue(ctx)
+	if err != nil {
+		s.log.Warn("scheduled database root rotation failed; retrying at the next job tick", "error", err)
+		return
+	}
+	attempts := s.Core.Rotation.Metrics().Attempts
+	for _, name := range res.Rotated {
+		attempts.WithLabelValues("db-root", rotation.OutcomeSuccess).Inc()
+		s.log.Info("rotated a database connection's admin password", "connection", name)
+	}
+	for name, err := range res.Failed {
+		attempts.WithLabelValues("db-root", rotation.OutcomeError).Inc()
+		s.log.Warn("scheduled database root rotation failed; retrying at the next job tick", "connection", name, "error", err)
 	}
 }

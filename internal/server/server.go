@@ -296,6 +296,7 @@ func (s *Server) jobs() {
 		} else if res.Revoked+res.Pending > 0 {
 			s.log.Info("expired leases", "revoked", res.Revoked, "pending", res.Pending)
 		}
+		s.rotateDBRoots(ctx)
 		if rewrap {
 			if n, err := s.Core.RewrapKeys(ctx); err != nil {
 				s.log.Warn("rewrap failed; retrying at the next job tick", "error", err)
