@@ -146,6 +146,11 @@ type writer struct {
 	dirty   bool      // f must be reopened and truncated to size before the next write
 	c       chain     // durable chain head
 	buf     []byte    // reused line buffer
+
+	// reserved is how far f's blocks are allocated ahead (see reserve);
+	// noReserve is set when its file system cannot preallocate.
+	reserved  int64
+	noReserve bool
 }
 
 // pending is one Append waiting for the writer.

@@ -167,12 +167,13 @@ func (l *Log) flush(buf []byte) error {
 	if len(buf) == 0 {
 		return nil
 	}
+	w.reserve(w.size + int64(len(buf)))
 	_, err := w.f.WriteAt(buf, w.size)
 	if err == nil {
 		if l.opts.beforeSync != nil {
 			l.opts.beforeSync()
 		}
-		err = w.f.Sync()
+		err = syncData(w.f)
 		l.syncs.Add(1)
 	}
 	if err != nil {
@@ -227,7 +228,7 @@ func (l *Log) recover() error {
 		f.Close()
 		return err
 	}
-	w.f, w.dirty, w.limit = f, false, w.size
+	w.f, w.dirty, w.limit, w.reserved = f, false, w.size, 0
 	return nil
 }
 
@@ -236,6 +237,7 @@ func (l *Log) recover() error {
 func (l *Log) rotate(now time.Time) error {
 	w := &l.w
 	if w.f != nil {
+		w.release()
 		if err := w.f.Close(); err != nil {
 			// Everything in it was fsynced; the close error changes nothing.
 			l.log.Warn("close rotated audit file", "file", w.path, "err", err)
@@ -243,7 +245,7 @@ func (l *Log) rotate(now time.Time) error {
 		w.f = nil
 	}
 	w.path = filepath.Join(l.opts.Dir, fileName(w.c.seq+1))
-	w.size, w.limit, w.created, w.dirty = 0, 0, now, true
+	w.size, w.limit, w.created, w.dirty, w.reserved = 0, 0, now, true, 0
 	f, err := l.opts.openFile(w.path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
@@ -278,6 +280,9 @@ func (l *Log) shutdown() error {
 		}
 	}
 	if w.f != nil {
+		if err == nil {
+			w.release()
+		}
 		if cerr := w.f.Close(); cerr != nil {
 			// Everything that counts was fsynced (or err says it was not).
 			l.log.Warn("close audit file", "file", w.path, "err", cerr)
