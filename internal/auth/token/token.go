@@ -15,6 +15,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"hash"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -97,6 +98,7 @@ type Service struct {
 
 	mu      sync.RWMutex      // guards the fields below
 	hmacKey []byte            // nil until Load
+	macs    *sync.Pool        // HMAC-SHA256 states under hmacKey, reused across lookups
 	cache   map[string]*Entry // token hash -> entry (entries are immutable; replaced on change)
 	// gen counts revocations. An entry read from storage is cached only if
 	// no revocation started since the read, so a lookup racing a revoke
@@ -161,7 +163,7 @@ func (s *Service) Load(ctx context.Context) error {
 		return fmt.Errorf("load token hmac key: %w", err)
 	}
 	s.mu.Lock()
-	s.hmacKey, s.cache = key, make(map[string]*Entry)
+	s.hmacKey, s.macs, s.cache = key, macPool(key), make(map[string]*Entry)
 	s.mu.Unlock()
 	return nil
 }
@@ -169,7 +171,7 @@ func (s *Service) Load(ctx context.Context) error {
 // Reset forgets the key and the cache; call it on seal.
 func (s *Service) Reset() {
 	s.mu.Lock()
-	s.hmacKey, s.cache = nil, nil
+	s.hmacKey, s.macs, s.cache = nil, nil, nil
 	s.mu.Unlock()
 }
 
@@ -194,14 +196,25 @@ func (s *Service) ForgetKey(key string) {
 
 func (s *Service) hash(tok string) (string, error) {
 	s.mu.RLock()
-	key := s.hmacKey
+	key, macs := s.hmacKey, s.macs
 	s.mu.RUnlock()
 	if key == nil {
 		return "", ErrSealed
 	}
-	m := hmac.New(sha256.New, key)
+	// Every request hashes its token: reuse HMAC states rather than
+	// rebuilding the keyed pads each time.
+	m := macs.Get().(hash.Hash)
+	m.Reset()
 	m.Write([]byte(tok))
-	return hex.EncodeToString(m.Sum(nil)), nil
+	var sum [sha256.Size]byte
+	out := hex.EncodeToString(m.Sum(sum[:0]))
+	macs.Put(m)
+	return out, nil
+}
+
+// macPool returns a pool of HMAC-SHA256 states keyed with key.
+func macPool(key []byte) *sync.Pool {
+	return &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}
 }
 
 // CreateInput describes a token to issue.
