@@ -3,9 +3,11 @@
 package auth
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strconv"
 	"time"
@@ -113,20 +115,23 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 	return []byte(`"` + time.Duration(d).String() + `"`), nil
 }
 
-// UnmarshalJSON reads "1h30m" or a number of seconds.
+// UnmarshalJSON reads "1h30m" or a number of seconds; negative durations
+// are refused. A bad value is reported as a *json.UnmarshalTypeError whose
+// Value describes what is wanted, so the decoder names the field.
 func (d *Duration) UnmarshalJSON(b []byte) error {
+	bad := &json.UnmarshalTypeError{Value: `a duration like "30m" or "24h"`, Type: reflect.TypeFor[Duration]()}
 	s := string(b)
 	if len(s) >= 2 && s[0] == '"' {
 		v, err := time.ParseDuration(s[1 : len(s)-1])
-		if err != nil {
-			return fmt.Errorf("duration %s: want text like \"30m\" or \"24h\"", s)
+		if err != nil || v < 0 {
+			return bad
 		}
 		*d = Duration(v)
 		return nil
 	}
 	secs, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || secs < 0 || secs > int64(maxDurationSeconds) {
-		return fmt.Errorf("duration %s: want text like \"30m\" or a number of seconds", s)
+		return bad
 	}
 	*d = Duration(time.Duration(secs) * time.Second)
 	return nil

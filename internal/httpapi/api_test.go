@@ -282,6 +282,8 @@ func TestErrorStatuses(t *testing.T) {
 		{"list limit", "GET", "/v1/secrets?limit=5000", ``, 400, "invalid_request", "limit"},
 		{"no route", "GET", "/v2/nothing", ``, 404, "no_route", "endpoint"},
 		{"restore live", "POST", "/v1/restore/x", `{}`, 409, "not_deleted", "not deleted"},
+		{"bad duration", "POST", "/v1/auth/token/create", `{"ttl":"1x"}`, 400, "invalid_request", `ttl must be a duration`},
+		{"negative duration", "POST", "/v1/sys/leases/renew/db/creds/r/x", `{"increment":"-1h"}`, 400, "invalid_request", `"increment" must be a duration`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -152,14 +152,21 @@ func decode(r *request, v any) error {
 			return err
 		case errors.Is(err, io.EOF):
 			return badRequest("request body is empty; expected a JSON object")
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return badRequest("request body is not valid JSON (it ends too early)")
 		case errors.As(err, &se):
 			return badRequest("request body is not valid JSON (at byte %d)", se.Offset)
+		case errors.As(err, &te) && strings.HasPrefix(te.Value, "a duration"):
+			// Duration types describe what they want in Value.
+			return badRequest("field %q must be %s", te.Field, te.Value)
 		case errors.As(err, &te):
 			return badRequest("field %q must be %s", te.Field, jsonKind(te.Type.Kind().String()))
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			return badRequest("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
 		default:
-			return badRequest("request body is not valid JSON")
+			// An error of one of Coffer's own JSON types: its message
+			// says what is wrong (never a value it was given).
+			return badRequest("request body: %v", err)
 		}
 	}
 	if dec.More() {
