@@ -66,11 +66,17 @@ func (e *env) exposureList() *cobra.Command {
 				e.printf("No exposure reports.\n")
 			}
 			for _, r := range reps {
-				v := "?"
+				line := fmtTime(r.ReportedAt) + "  " + r.Secret
 				if r.Version > 0 {
-					v = strconv.Itoa(r.Version)
+					line += " v" + strconv.Itoa(r.Version)
 				}
-				e.printf("%s  %s v%s  %-10s by %s  %s %s\n", fmtTime(r.ReportedAt), r.Secret, v, r.Source, r.ReportedBy, r.Location, r.Note)
+				line += "  " + r.Source + " by " + r.ReportedBy
+				for _, extra := range []string{r.Location, r.Note} {
+					if extra != "" {
+						line += "  " + extra
+					}
+				}
+				e.printf("%s\n", line)
 			}
 			return nil
 		}),

@@ -1,8 +1,11 @@
 package httpapi
 
 import (
+	"slices"
+
 	"github.com/coffer-dev/coffer/internal/events"
 	"github.com/coffer-dev/coffer/internal/exposure"
+	"github.com/coffer-dev/coffer/internal/secret"
 )
 
 // exposureRoutes take reports that a secret's value leaked (M6). Policies
@@ -28,8 +31,12 @@ func (a *API) reportExposure(r *request) (any, error) {
 		return nil, err
 	}
 	name := r.PathValue("name")
-	if _, err := a.core.Secrets.Describe(r.ctx, name); err != nil {
+	m, err := a.core.Secrets.Describe(r.ctx, name)
+	if err != nil {
 		return nil, err
+	}
+	if in.Version != 0 && !slices.ContainsFunc(m.Versions, func(v secret.Version) bool { return v.Number == in.Version }) {
+		return nil, badRequest("version: %s has no version %d (latest is %d)", name, in.Version, m.LatestVersion)
 	}
 	rep, err := a.core.Exposures.Add(r.ctx, exposure.Report{Secret: name, Version: in.Version, Source: in.Source,
 		Location: in.Location, Note: in.Note, ReportedBy: r.principal.Name})

@@ -40,6 +40,7 @@ func TestExposureReports(t *testing.T) {
 		`{"note":"a\nb"}`:      "note",
 		`{"location":"` + strings.Repeat("x", 600) + `"}`: "location",
 		`{"value":"hunter2"}`:                             "value",
+		`{"version":99}`:                                  "no version 99",
 	} {
 		s, m := h.raw(t, "POST", "/v1/exposures/prod/payments/db", sc.Token, body)
 		e, _ := m["error"].(map[string]any)
