@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/coffer-dev/coffer/client"
+	"github.com/coffer-dev/coffer/internal/auth/token"
 )
 
 func (e *env) tokenCommand() *cobra.Command {
@@ -111,6 +112,11 @@ func (e *env) tokenTarget(c *client.Client, args []string, accessor string) (*cl
 		tok, err := e.readSecretInput(args, "")
 		if err != nil {
 			return nil, "", err
+		}
+		if token.Check(tok) != nil {
+			// Not a Coffer token (a typo, or an accessor where a token goes):
+			// say so rather than send it and blame the caller's own token.
+			return nil, "", errors.New("that is not a Coffer token (they start with cof_); to name a token by its accessor use --accessor")
 		}
 		return c.WithToken(tok), "", nil
 	default:
