@@ -135,7 +135,20 @@ func (a *API) servePublicMetrics(r *request) (any, error) {
 	if cidrs := a.cfg.MetricsAccess.AllowedCIDRs; len(cidrs) > 0 {
 		src := sourceAddr(r.Request)
 		if !slices.ContainsFunc(cidrs, func(p netip.Prefix) bool { return p.Contains(src) }) {
-			return nil, fmt.Errorf("%w: metrics are not served to %s (telemetry metrics_allowed_cidrs)", auth.ErrForbidden, src)
+			// Outside the open networks a scraper may still present a
+			// token with read on sys/metrics, as without telemetry.
+			tok := requestToken(r.Request)
+			if tok == "" {
+				return nil, fmt.Errorf("%w: metrics are served without a token only to telemetry metrics_allowed_cidrs; send a token with read on sys/metrics", auth.ErrForbidden)
+			}
+			p, err := a.core.Authenticate(r.ctx, tok)
+			if err != nil {
+				return nil, err
+			}
+			r.principal = p
+			if err := a.authorize(r, "sys.metrics", "sys/metrics", "read"); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return a.serveMetrics(r)

@@ -80,7 +80,8 @@ func TestMetricsAccess(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	c := newHarness(t).core
+	h := newHarness(t)
+	c := h.core
 	if s := get(httpapi.New(httpapi.Config{Core: c})); s != 401 {
 		t.Fatalf("default scrape without a token = %d, want 401", s)
 	}
@@ -95,6 +96,24 @@ func TestMetricsAccess(t *testing.T) {
 	open.AllowedCIDRs = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
 	if s := get(httpapi.New(httpapi.Config{Core: c, MetricsAccess: open})); s != 403 {
 		t.Fatalf("scrape from outside the allowed CIDRs = %d, want 403", s)
+	}
+	withToken := func(api *httpapi.API, tok string) int {
+		srv := httptest.NewServer(api)
+		defer srv.Close()
+		req, _ := http.NewRequest("GET", srv.URL+"/v1/sys/metrics", nil)
+		req.Header.Set("X-Coffer-Token", tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if s := withToken(httpapi.New(httpapi.Config{Core: c, MetricsAccess: open}), h.root); s != 200 {
+		t.Fatalf("scrape with a token from outside the allowed CIDRs = %d, want 200", s)
+	}
+	if s := withToken(httpapi.New(httpapi.Config{Core: c, MetricsAccess: open}), "cof_bogus"); s != 401 {
+		t.Fatalf("scrape with a bad token from outside the allowed CIDRs = %d, want 401", s)
 	}
 	open.AllowedCIDRs = append(open.AllowedCIDRs, netip.MustParsePrefix("127.0.0.0/8"))
 	if s := get(httpapi.New(httpapi.Config{Core: c, MetricsAccess: open})); s != 200 {
