@@ -30,7 +30,7 @@ type DBConnectionInput struct {
 	Plugin             string   `json:"plugin"`
 	ConnectionURL      string   `json:"connection_url"`
 	Username           string   `json:"username,omitempty"`
-	Password           *string  `json:"password,omitempty"` // nil: keep the stored one
+	Password           *string  `json:"password,omitempty"` // nil: keep the stored one (refused if host, port, TLS, user or database change)
 	AllowedRoles       []string `json:"allowed_roles,omitempty"`
 	MaxOpenConnections int      `json:"max_open_connections,omitempty"`
 	VerifyConnection   *bool    `json:"verify_connection,omitempty"` // nil: true

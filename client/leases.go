@@ -19,6 +19,11 @@ type Lease struct {
 	Renewable    bool             `json:"renewable"`
 	RenewedAt    *time.Time       `json:"last_renewal,omitempty"`
 	Revocation   *LeaseRevocation `json:"revocation,omitempty"`
+	// Capped is set by RenewLease when the increment would have run past
+	// MaxExpiresAt: the lease expires then, sooner than asked. Warnings
+	// explains it.
+	Capped   bool     `json:"capped,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // LeaseRevocation is the state of a lease whose revocation was asked for
@@ -62,7 +67,8 @@ func (c *Client) LookupLease(ctx context.Context, id string) (*Lease, error) {
 	return &out, c.do(ctx, "GET", "/v1/sys/leases/lookup/"+escapeID(id), nil, nil, &out)
 }
 
-// RenewLease extends a lease by increment ("" for its TTL), never past its maximum.
+// RenewLease extends a lease by increment ("" for its TTL), never past its
+// maximum; the answer's Capped says when it was cut back to the maximum.
 func (c *Client) RenewLease(ctx context.Context, id, increment string) (*Lease, error) {
 	var out Lease
 	return &out, c.do(ctx, "POST", "/v1/sys/leases/renew/"+escapeID(id), nil, renewBody(increment), &out)
@@ -74,13 +80,14 @@ func (c *Client) RevokeLease(ctx context.Context, id string) (*LeaseRevoked, err
 	return &out, c.do(ctx, "POST", "/v1/sys/leases/revoke/"+escapeID(id), nil, map[string]any{}, &out)
 }
 
-// RevokeLeasePrefix revokes every lease whose id starts with prefix.
+// RevokeLeasePrefix revokes every lease whose id starts with prefix, which
+// must end with "/" (e.g. db/creds/ROLE/).
 func (c *Client) RevokeLeasePrefix(ctx context.Context, prefix string) (*LeaseCount, error) {
 	var out LeaseCount
 	return &out, c.do(ctx, "POST", "/v1/sys/leases/revoke-prefix/"+escapeID(prefix), nil, map[string]any{}, &out)
 }
 
-// ListLeases returns lease ids under prefix a page at a time; pass the
+// ListLeases returns lease ids under prefix ("" or ending with "/") a page at a time; pass the
 // returned next as after for the following page ("" at the end).
 func (c *Client) ListLeases(ctx context.Context, prefix, after string, limit int) (ids []string, next string, err error) {
 	q := url.Values{}

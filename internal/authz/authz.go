@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coffer-dev/coffer/internal/auth"
@@ -89,9 +90,42 @@ type Service struct {
 
 	applyMu sync.Mutex // serializes policy changes
 
+	maxAge   atomic.Int64 // nanoseconds; see SetMaxAge
+	reloadMu sync.Mutex   // one reload of expired policies at a time
+
 	mu       sync.RWMutex              // guards the fields below
 	policies map[string]*policy.Policy // parsed current policies, by name
 	sets     map[string]*policy.Set    // compiled sets by sorted policy names
+	loadedAt time.Time                 // when Load began reading policies
+}
+
+// SetMaxAge bounds how long policies are used from memory: a check made
+// when they were loaded d ago or more loads them again first. Nodes
+// sharing storage set it, so that a policy change whose notification was
+// lost takes effect within d anyway. A single server leaves it unset: its
+// own changes reload the policies.
+func (s *Service) SetMaxAge(d time.Duration) { s.maxAge.Store(int64(d)) }
+
+// refreshExpired reloads the policies when SetMaxAge's bound has passed.
+func (s *Service) refreshExpired(ctx context.Context) error {
+	d := time.Duration(s.maxAge.Load())
+	if d <= 0 {
+		return nil
+	}
+	expired := func() bool {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		return s.policies != nil && s.now().Sub(s.loadedAt) >= d
+	}
+	if !expired() {
+		return nil
+	}
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	if !expired() { // another check reloaded them meanwhile
+		return nil
+	}
+	return s.Load(ctx)
 }
 
 // New returns a Service; call Load after unseal.
@@ -104,6 +138,7 @@ func New(store Store, now func() time.Time) *Service {
 
 // Load reads every current policy from storage and drops compiled sets.
 func (s *Service) Load(ctx context.Context) error {
+	start := s.now()
 	parsed := map[string]*policy.Policy{}
 	after := ""
 	for {
@@ -128,7 +163,7 @@ func (s *Service) Load(ctx context.Context) error {
 		}
 	}
 	s.mu.Lock()
-	s.policies, s.sets = parsed, map[string]*policy.Set{}
+	s.policies, s.sets, s.loadedAt = parsed, map[string]*policy.Set{}, start
 	s.mu.Unlock()
 	return nil
 }
@@ -213,6 +248,9 @@ func (s *Service) Decide(ctx context.Context, p *auth.Principal, c auth.Check) (
 	if p.Root() {
 		return policy.Decision{Allowed: true, Policy: RootPolicy, Reason: "root token"}, nil
 	}
+	if err := s.refreshExpired(ctx); err != nil {
+		return policy.Decision{}, err
+	}
 	set, err := s.set(p.Policies)
 	if err != nil {
 		return policy.Decision{}, err
@@ -240,6 +278,9 @@ func (s *Service) Explain(ctx context.Context, p *auth.Principal, c auth.Check) 
 	if p.Root() {
 		ex.Allowed, ex.Root = true, true
 		return ex, nil
+	}
+	if err := s.refreshExpired(ctx); err != nil {
+		return nil, err
 	}
 	set, err := s.set(p.Policies)
 	if err != nil {

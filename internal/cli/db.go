@@ -65,7 +65,7 @@ func (e *env) dbConfigWrite() *cobra.Command {
 	f.StringVar(&in.Plugin, "plugin", "", "postgresql or mysql (MySQL and MariaDB)")
 	f.StringVar(&in.ConnectionURL, "connection-url", "", "connection URL or DSN; may contain {{username}} and {{password}}, never a literal password")
 	f.StringVar(&in.Username, "username", "", "admin user name")
-	f.StringVar(&passwordFile, "password-file", "", "read the admin password from this file (- for stdin); omitted on update: keep the stored one")
+	f.StringVar(&passwordFile, "password-file", "", "read the admin password from this file (- for stdin); omitted on update: keep the stored one (only while host, port, TLS settings, user and database stay the same)")
 	f.StringSliceVar(&in.AllowedRoles, "allowed-roles", nil, "roles that may use this connection (* for all)")
 	f.IntVar(&in.MaxOpenConnections, "max-open-connections", 0, "pool size to the database (default 4)")
 	f.StringVar(&in.RootRotationPeriod, "root-rotation-period", "", "rotate the admin password on this schedule (e.g. 30d); default: only on demand")

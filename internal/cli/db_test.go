@@ -94,8 +94,14 @@ func TestDBAndLeaseCommands(t *testing.T) {
 	if out := run(0, "lease", "list", "db/creds/readonly/"); strings.TrimSpace(out) != leaseID {
 		t.Errorf("lease list = %q, want %s", out, leaseID)
 	}
-	if out := run(0, "lease", "renew", leaseID, "--increment", "30m"); !strings.Contains(out, "Renewable:   true") {
+	if out := run(0, "lease", "renew", leaseID, "--increment", "30m"); !strings.Contains(out, "Renewable:   true") || strings.Contains(out, "capped") {
 		t.Errorf("lease renew printed %q", out)
+	}
+	if out := run(0, "lease", "renew", leaseID, "--increment", "48h"); !strings.Contains(out, "Warning: the increment was capped") {
+		t.Errorf("lease renew past max_ttl printed %q", out)
+	}
+	if out := run(1, "lease", "revoke", "--prefix", "db/creds/read"); !strings.Contains(out, "must end with /") {
+		t.Errorf("revoke --prefix without a trailing slash printed %q", out)
 	}
 	if out := run(0, "lease", "revoke", leaseID); !strings.Contains(out, "Revoked "+leaseID) {
 		t.Errorf("lease revoke printed %q", out)

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,6 +29,7 @@ func (e *env) leaseList() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "list [PREFIX]",
 		Short:   "List lease ids under a prefix",
+		Long:    "List lease ids under a prefix. A prefix ends with / and so covers whole id segments.",
 		Example: "  coffer lease list db/creds/readonly/",
 		Args:    cobra.MaximumNArgs(1),
 		RunE: e.clientCmd(func(cmd *cobra.Command, c *client.Client, args []string) error {
@@ -104,10 +106,21 @@ func (e *env) leaseRenew() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return e.printLease(l)
+			if err := e.printLease(l); err != nil {
+				return err
+			}
+			if !e.json {
+				for _, w := range l.Warnings {
+					fmt.Fprintf(e.stderr, "Warning: %s\n", w)
+				}
+				if l.Capped && len(l.Warnings) == 0 {
+					fmt.Fprintf(e.stderr, "Warning: the increment was capped at the lease's maximum expiry (%s)\n", fmtTime(l.MaxExpiresAt))
+				}
+			}
+			return nil
 		}),
 	}
-	cmd.Flags().StringVar(&increment, "increment", "", "extend to this long from now (default: the lease's TTL)")
+	cmd.Flags().StringVar(&increment, "increment", "", "extend to this long from now (default: the lease's TTL); capped, with a warning, at the lease's maximum")
 	return cmd
 }
 
@@ -121,6 +134,9 @@ func (e *env) leaseRevoke() *cobra.Command {
 		Args: cobra.ExactArgs(1),
 		RunE: e.clientCmd(func(cmd *cobra.Command, c *client.Client, args []string) error {
 			if prefix {
+				if !strings.HasSuffix(args[0], "/") {
+					return fmt.Errorf("--prefix: %q must end with / so that it covers whole id segments (e.g. db/creds/ROLE/)", args[0])
+				}
 				n, err := c.RevokeLeasePrefix(cmd.Context(), args[0])
 				if err != nil {
 					return err
@@ -161,6 +177,6 @@ func (e *env) leaseRevoke() *cobra.Command {
 			return nil
 		}),
 	}
-	cmd.Flags().BoolVar(&prefix, "prefix", false, "treat the argument as a prefix and revoke every lease under it")
+	cmd.Flags().BoolVar(&prefix, "prefix", false, "treat the argument as a prefix ending with / and revoke every lease under it")
 	return cmd
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,7 +93,10 @@ func describeError(err error) string {
 		}
 		return msg
 	}
-	if strings.Contains(err.Error(), "connection refused") {
+	// Only the API client's own failures (*url.Error) are about COFFER_ADDR:
+	// `coffer server` failing to reach PostgreSQL is refused too.
+	var ue *url.Error
+	if errors.As(err, &ue) && strings.Contains(err.Error(), "connection refused") {
 		return err.Error() + "\nIs the server running? Check COFFER_ADDR or --address."
 	}
 	return err.Error()

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/coffer-dev/coffer/client"
+	"github.com/coffer-dev/coffer/internal/rotation"
 )
 
 // secretRotate is `coffer secret rotate NAME [--cancel]`.
@@ -63,7 +64,7 @@ is down): it is rolled back if the current value still works on the target.
 					e.printf("The previous version stays valid until %s\n", fmtTime(*st.RevokeAt))
 				}
 			default:
-				fmt.Fprintf(e.stderr, "Rotation of %s did not complete: %s\n", res.Name, st.LastError)
+				fmt.Fprintf(e.stderr, "Rotation of %s did not complete: %s\n", res.Name, strings.TrimSpace(st.LastError))
 				switch st.Status {
 				case "retrying":
 					fmt.Fprintf(e.stderr, "Status: retrying (attempt %d failed); next attempt %s. Cancel with: coffer secret rotate %s --cancel\n", st.Attempt, fmtTime(*st.RetryAt), res.Name)
@@ -100,11 +101,13 @@ func (e *env) rotationSet() *cobra.Command {
 		Long: `Set how a secret rotates. Rotators: password, postgresql, mysql, webhook (see
 docs/rotation.md for their options). --option takes KEY=VALUE, where a dotted key sets
 a nested field and VALUE is JSON when it parses as JSON (a number, true, a list) and a
-string otherwise; --options takes the whole JSON object (or @file).
+string otherwise; repeat it for each option. --options takes the whole JSON object (or
+@file).
 
   coffer rotation set prod/api-key --rotator password --every 30d --grace 24h --option length=40
   coffer rotation set prod/db/app --rotator postgresql --every 30d --grace 2h \
-      --option strategy=alternating --option master_secret=prod/db/admin
+      --option strategy=alternating --option master_secret=prod/db/admin \
+      --option users='["app_blue","app_green"]'
   coffer rotation set payments/ --prefix --rotator password --cron "0 3 * * mon"
   coffer rotation set ext/token --rotator webhook --every 7d --option url=https://rotator.internal/hook`,
 		Args: cobra.ExactArgs(1),
@@ -164,7 +167,7 @@ string otherwise; --options takes the whole JSON object (or @file).
 	f.StringVar(&schedule, "schedule", "", "the schedule as stored (\"every 30d\" or a cron expression)")
 	f.StringVar(&grace, "grace", "", "how long the previous value keeps working (e.g. 1h)")
 	f.StringVar(&jitter, "jitter", "", "random delay added to each scheduled run (e.g. 10m)")
-	f.StringSliceVar(&opts, "option", nil, "rotator option KEY=VALUE; repeatable")
+	f.StringArrayVar(&opts, "option", nil, "rotator option KEY=VALUE; repeatable (VALUE may hold commas and JSON lists)")
 	f.StringVar(&optionsJSON, "options", "", "rotator options as a JSON object, or @file")
 	f.IntVar(&maxAttempts, "max-attempts", 0, "failed attempts before the rotation is marked failed (default 5)")
 	f.BoolVar(&prefix, "prefix", false, "NAME is a prefix: the policy applies to every secret under it")
@@ -232,15 +235,25 @@ func (e *env) printPolicy(p *client.RotationPolicy, showOptions bool) {
 	}
 	e.printf("Rotator:        %s\n", p.Rotator)
 	e.printf("Schedule:       %s\n", orText(p.Schedule, "on demand only"))
-	if p.Grace != "" && p.Grace != "0s" {
-		e.printf("Grace window:   %s\n", p.Grace)
+	if g := fmtDuration(p.Grace); g != "0s" {
+		e.printf("Grace window:   %s\n", g)
 	}
-	if p.Jitter != "" && p.Jitter != "0s" {
-		e.printf("Jitter:         %s\n", p.Jitter)
+	if j := fmtDuration(p.Jitter); j != "0s" {
+		e.printf("Jitter:         %s\n", j)
 	}
 	if showOptions && len(p.Options) > 0 && string(p.Options) != "{}" {
 		e.printf("Options:        %s\n", p.Options)
 	}
+}
+
+// fmtDuration writes a duration from the API the way policies are written
+// ("1d", "2h", "1h30m"), whatever form the server used; "" is "0s".
+func fmtDuration(s string) string {
+	d, err := rotation.ParseDuration(s)
+	if err != nil {
+		return s
+	}
+	return rotation.FormatDuration(d)
 }
 
 func orText(s, alt string) string {

@@ -204,7 +204,7 @@ func (e *env) runConfig(ctx context.Context, log *slog.Logger, path, listen stri
 	cluster := cfg.ClusterOptions()
 	cluster.Version = Version
 	srv, err := server.New(server.Options{Backend: be, Cluster: cluster, KeyFile: cfg.KeyFile(), Address: cfg.Listener.Address, TLS: tlsCfg, Logger: log, Audit: cfg.AuditConfig(), AuditSinks: cfg.AuditSinks(), RateLimits: cfg.RateLimits(),
-		Snapshots: snapshots, MetricsAccess: cfg.MetricsAccess()})
+		Snapshots: snapshots, MetricsAccess: cfg.MetricsAccess(), Rotation: cfg.RotationConfig()})
 	if err != nil {
 		be.Close()
 		return err

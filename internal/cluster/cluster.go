@@ -142,7 +142,7 @@ func (n *Node) Run(ctx context.Context) {
 	defer t.Stop()
 	for {
 		sess = n.campaign(ctx, sess)
-		n.heartbeat(ctx)
+		n.heartbeat(ctx, sess)
 		select {
 		case <-ctx.Done():
 			return
@@ -210,14 +210,20 @@ func (n *Node) connect(ctx context.Context) (*pgx.Conn, error) {
 	return conn, nil
 }
 
-func (n *Node) heartbeat(ctx context.Context) {
+// heartbeat writes the node's row, with the backend pid of sess (0 when
+// the node has no session), by which Nodes tells the lock holder.
+func (n *Node) heartbeat(ctx context.Context, sess *pgx.Conn) {
 	cctx, cancel := context.WithTimeout(ctx, n.cfg.Timeout)
 	defer cancel()
 	now := n.cfg.Now().UTC()
-	_, err := n.cfg.Pool.Exec(cctx, `INSERT INTO coffer_nodes (id, api_addr, sealed, leader, version, started_at, heartbeat)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
-		ON CONFLICT (id) DO UPDATE SET api_addr = $2, sealed = $3, leader = $4, version = $5, started_at = $6, heartbeat = $7`,
-		n.cfg.NodeID, n.cfg.APIAddr, n.cfg.Sealed(), n.IsLeader(), n.cfg.Version, n.started, now)
+	var pid int32
+	if sess != nil {
+		pid = int32(sess.PgConn().PID())
+	}
+	_, err := n.cfg.Pool.Exec(cctx, `INSERT INTO coffer_nodes (id, api_addr, sealed, leader, version, started_at, heartbeat, session_pid)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (id) DO UPDATE SET api_addr = $2, sealed = $3, leader = $4, version = $5, started_at = $6, heartbeat = $7, session_pid = $8`,
+		n.cfg.NodeID, n.cfg.APIAddr, n.cfg.Sealed(), n.IsLeader(), n.cfg.Version, n.started, now, pid)
 	if err != nil {
 		n.cfg.Logger.Debug("cluster heartbeat failed", "error", err)
 		return
@@ -244,30 +250,67 @@ type Status struct {
 // ErrUnavailable means the registry could not be read.
 var ErrUnavailable = errors.New("cluster registry unavailable")
 
-// Nodes lists the registry, ordered by id. A node whose heartbeat is older
-// than a few intervals is shown not alive and not leader.
+// Nodes lists the registry, ordered by id. The leader is the node whose
+// session holds the advisory lock now, as pg_locks shows it, so the answer
+// follows a fail-over at once rather than when heartbeats go stale; this
+// node's own row shows what it knows of itself. A node whose session has
+// ended, or whose heartbeat is older than a few intervals, is not alive.
 func (n *Node) Nodes(ctx context.Context) ([]Status, error) {
 	cctx, cancel := context.WithTimeout(ctx, n.cfg.Timeout)
 	defer cancel()
-	rows, err := n.cfg.Pool.Query(cctx, `SELECT id, api_addr, sealed, leader, version, started_at, heartbeat FROM coffer_nodes`)
+	// An advisory lock on a bigint key shows in pg_locks as classid (high
+	// half), objid (low half) and objsubid 1.
+	rows, err := n.cfg.Pool.Query(cctx, `WITH holder AS (
+			SELECT pid FROM pg_locks
+			WHERE locktype = 'advisory' AND granted AND objsubid = 1
+				AND classid::bigint = $1 AND objid::bigint = $2
+				AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		)
+		SELECT id, api_addr, sealed, leader, version, started_at, heartbeat, session_pid,
+			coalesce(session_pid IN (SELECT pid FROM holder), false),
+			coalesce(session_pid = 0 OR session_pid IN (SELECT pid FROM pg_stat_activity), true)
+		FROM coffer_nodes`, LockKey>>32, LockKey&0xffffffff)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	defer rows.Close()
 	stale := n.cfg.Now().Add(-(3*n.cfg.Interval + 2*n.cfg.Timeout))
 	var out []Status
+	selfLeads := n.IsLeader()
+	lead := -1 // index in out of the row named leader
 	for rows.Next() {
 		var s Status
-		if err := rows.Scan(&s.ID, &s.APIAddr, &s.Sealed, &s.Leader, &s.Version, &s.StartedAt, &s.Heartbeat); err != nil {
+		var pid *int32
+		var holds, session bool
+		if err := rows.Scan(&s.ID, &s.APIAddr, &s.Sealed, &s.Leader, &s.Version, &s.StartedAt, &s.Heartbeat, &pid, &holds, &session); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
-		s.Alive = s.Heartbeat.After(stale)
+		s.Alive = s.Heartbeat.After(stale) && session
+		if pid != nil {
+			s.Leader = holds
+		} else {
+			s.Leader = s.Leader && s.Alive // a build that does not write its pid
+		}
 		s.Self = s.ID == n.cfg.NodeID
 		if s.Self {
 			// This node knows its own state better than its last heartbeat.
-			s.Alive, s.Leader, s.Sealed = true, n.IsLeader(), n.cfg.Sealed()
+			s.Alive, s.Leader, s.Sealed = true, selfLeads, n.cfg.Sealed()
+		} else if selfLeads {
+			s.Leader = false
 		}
-		s.Leader = s.Leader && s.Alive
+		if s.Leader {
+			// One leader at most: should two other rows claim it (a pid
+			// reused by the server, an older build's row), the fresher
+			// heartbeat wins.
+			if lead >= 0 && !s.Heartbeat.After(out[lead].Heartbeat) {
+				s.Leader = false
+			} else {
+				if lead >= 0 {
+					out[lead].Leader = false
+				}
+				lead = len(out)
+			}
+		}
 		out = append(out, s)
 	}
 	if err := rows.Err(); err != nil {

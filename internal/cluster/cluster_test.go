@@ -140,3 +140,61 @@ func TestEventsAcrossNodes(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaderFollowsLock: when the leader dies, its registry row still looks
+// fresh for seconds (a heartbeat just written, leader = true), yet every
+// node names the new lock holder as leader as soon as it holds the lock,
+// and shows the dead node not alive.
+func TestLeaderFollowsLock(t *testing.T) {
+	url := testdb.Postgres(t)
+	be := backend(t, url)
+	ms := []*member{join(t, be, "a"), join(t, be, "b"), join(t, be, "c")}
+	waitFor(t, "a leader", func() bool { n, _ := leaders(ms...); return n == 1 })
+	_, old := leaders(ms...)
+	var pid int32
+	waitFor(t, "the leader's session pid in the registry", func() bool {
+		err := be.Pool().QueryRow(context.Background(), `SELECT session_pid FROM coffer_nodes WHERE id = $1`, old.node.ID()).Scan(&pid)
+		return err == nil && pid != 0
+	})
+	old.stop() // ends its session (releasing the lock) and deletes its row
+	// Put back the row a killed process would have left behind.
+	if _, err := be.Pool().Exec(context.Background(), `INSERT INTO coffer_nodes
+		(id, api_addr, sealed, leader, version, started_at, heartbeat, session_pid)
+		VALUES ($1, 'http://dead', false, true, '', now(), now() + interval '1 hour', $2)`, old.node.ID(), pid); err != nil {
+		t.Fatal(err)
+	}
+	var rest []*member
+	for _, m := range ms {
+		if m != old {
+			rest = append(rest, m)
+		}
+	}
+	waitFor(t, "a new leader", func() bool { n, _ := leaders(rest...); return n == 1 })
+	_, lead := leaders(rest...)
+	for _, m := range rest {
+		deadline := time.Now().Add(time.Second)
+		for {
+			st, err := m.node.Nodes(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var named []string
+			ghostAlive := false
+			for _, s := range st {
+				if s.Leader {
+					named = append(named, s.ID)
+				}
+				if s.ID == old.node.ID() {
+					ghostAlive = s.Alive
+				}
+			}
+			if len(named) == 1 && named[0] == lead.node.ID() && !ghostAlive {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s: Nodes() names leaders %q (want [%s]), dead node alive = %v", m.node.ID(), named, lead.node.ID(), ghostAlive)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}

@@ -16,7 +16,14 @@ import (
 // ClusterView lists the nodes that share this core's storage.
 type ClusterView interface {
 	Nodes(ctx context.Context) ([]cluster.Status, error)
+	IsLeader() bool // this node leads
 }
+
+// cacheMaxAge bounds how long a node sharing its storage serves a token or
+// the policies from memory. Notifications normally drop changed entries at
+// once; this heals a notification that was lost (a listener that had not
+// yet noticed its connection was dead).
+const cacheMaxAge = 30 * time.Second
 
 // follower keeps a core's caches in step with other nodes' changes.
 type follower struct {
@@ -49,6 +56,20 @@ func (c *Core) ClusterNodes(ctx context.Context) ([]cluster.Status, error) {
 	return []cluster.Status{{ID: "local", Sealed: c.Sealed(), Leader: true, Alive: true, Self: true}}, nil
 }
 
+// ClusterLeader reports, without touching storage, whether this node shares
+// its storage with others (clustered) and whether it leads. A single server
+// always leads.
+func (c *Core) ClusterLeader() (clustered, leader bool) {
+	f := c.follow()
+	f.mu.Lock()
+	view := f.view
+	f.mu.Unlock()
+	if view == nil {
+		return false, true
+	}
+	return true, view.IsLeader()
+}
+
 func (c *Core) follow() *follower { return &c.cluster }
 
 // Follow subscribes the core to the changes other nodes make to the shared
@@ -56,8 +77,14 @@ func (c *Core) follow() *follower { return &c.cluster }
 // stop being served from this node's caches within moments. onKeyring, if
 // not nil, is called after another node rotated the keyring (the leader
 // starts re-encrypting). Call it once, before serving.
+//
+// Cached tokens and policies then also expire after cacheMaxAge, in case a
+// notification is lost; a single server, which sees every change itself,
+// never calls Follow and keeps them until they change.
 func (c *Core) Follow(w storage.Watcher, onKeyring func()) {
 	c.follow().onKeyring = onKeyring
+	c.Tokens.SetMaxAge(cacheMaxAge)
+	c.Policies.SetMaxAge(cacheMaxAge)
 	w.Watch(c.remoteChange)
 }
 

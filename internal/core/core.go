@@ -50,6 +50,8 @@ type Config struct {
 	Audit AuditConfig
 	// RateLimits are token-bucket rules per path prefix; none: unlimited.
 	RateLimits []ratelimit.Rule
+	// Rotation configures the rotators (which webhook hosts are allowed).
+	Rotation RotationConfig
 }
 
 // Core is the server state. Its methods are safe for concurrent use.

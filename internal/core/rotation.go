@@ -23,6 +23,15 @@ const (
 	envRotationLease      = "COFFER_TEST_ROTATION_LEASE"
 )
 
+// RotationConfig configures the rotators. The zero value is the safe default.
+type RotationConfig struct {
+	// WebhookAllowedHosts are hosts webhooks may reach although they are
+	// (or resolve to) private or loopback addresses.
+	WebhookAllowedHosts []string
+	// WebhookAllowPrivate lets webhooks reach every private address.
+	WebhookAllowPrivate bool
+}
+
 // newRotation builds the rotation engine with every rotator.
 func newRotation(cfg Config, store rotation.Store, secrets *secret.Service, bus *events.Bus, auditFn func(context.Context, *audit.Record) error) *rotation.Engine {
 	rc := rotation.Config{
@@ -31,7 +40,8 @@ func newRotation(cfg Config, store rotation.Store, secrets *secret.Service, bus 
 			"password":   rotation.PasswordRotator{},
 			"postgresql": dbrotate.Postgres(),
 			"mysql":      dbrotate.MySQL(),
-			"webhook":    webhook.New(webhook.Config{}),
+			"webhook": webhook.New(webhook.Config{AllowedHosts: cfg.Rotation.WebhookAllowedHosts,
+				AllowPrivate: cfg.Rotation.WebhookAllowPrivate}),
 		},
 	}
 	if step := os.Getenv(envRotationCrashAfter); step != "" {

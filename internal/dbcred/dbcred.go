@@ -53,6 +53,10 @@ const (
 	maxStatements = 64
 	maxTemplate   = 16 << 10
 	opTimeout     = 30 * time.Second
+	// pendingWindow is how long a pending admin password written by
+	// another Coffer node counts as a rotation still running there (a
+	// rotation's database work is bounded by opTimeout).
+	pendingWindow = 2 * opTimeout
 )
 
 var (
@@ -128,10 +132,21 @@ type Connection struct {
 type storedConn struct {
 	Connection
 	Password string `json:"password,omitempty"`
-	// PendingPassword is set while a root rotation is in flight; if the
-	// database took it but Coffer crashed before recording so, connecting
-	// with it succeeds and it is promoted.
+	// PendingPassword is set while a root rotation is in flight, and stays
+	// if the rotation failed or was interrupted: the database may or may
+	// not hold it. It is never overwritten before it is settled (see
+	// settle); if the database took it, connecting with it succeeds and it
+	// is made current.
 	PendingPassword string `json:"pending_password,omitempty"`
+	// PendingSince is when PendingPassword was written, and PendingBy the
+	// Service (node) that wrote it: another node's rotation may still be
+	// running for pendingWindow.
+	PendingSince *time.Time `json:"pending_since,omitempty"`
+	PendingBy    string     `json:"pending_by,omitempty"`
+}
+
+func (st *storedConn) clearPending() {
+	st.PendingPassword, st.PendingSince, st.PendingBy = "", nil, ""
 }
 
 // Role describes the users issued under one name.
@@ -185,9 +200,16 @@ type Service struct {
 	leases *lease.Manager
 	now    func() time.Time
 	log    *slog.Logger
+	id     string // random; names this Service in storedConn.PendingBy
 
-	mu    sync.Mutex       // guards pools
-	pools map[string]*pool // by connection name
+	mu       sync.Mutex       // guards pools and rotating
+	pools    map[string]*pool // by connection name
+	rotating map[string]bool  // connections whose root rotation runs in this Service
+
+	// afterSetPassword, set only by tests before use, sees the outcome of
+	// the password change in RotateRoot and may replace it (to simulate an
+	// answer lost after the database committed).
+	afterSetPassword func(error) error
 }
 
 // pool is an open database/sql pool for one version of a connection.
@@ -205,7 +227,8 @@ func New(store Store, leases *lease.Manager, opts Options) *Service {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{store: store, leases: leases, now: opts.Now, log: opts.Logger, pools: map[string]*pool{}}
+	s := &Service{store: store, leases: leases, now: opts.Now, log: opts.Logger, id: randomString(lower, 16),
+		pools: map[string]*pool{}, rotating: map[string]bool{}}
 	leases.Register(LeaseKind, s)
 	return s
 }
@@ -304,12 +327,15 @@ func (s *Service) PutConnection(ctx context.Context, in ConnInput) (*Connection,
 		if old.Plugin != in.Plugin {
 			return nil, &InputError{Field: "plugin", Msg: "cannot change; delete the connection and create it again"}
 		}
+		if err := s.checkMove(ctx, d, old, in); err != nil {
+			return nil, err
+		}
 		st.CreatedAt, st.RootRotatedAt, st.Version = old.CreatedAt, old.RootRotatedAt, old.Version
+		st.PendingPassword, st.PendingSince, st.PendingBy = old.PendingPassword, old.PendingSince, old.PendingBy
 		if in.Password == nil {
-			st.Password, st.PendingPassword = old.Password, old.PendingPassword
+			st.Password = old.Password
 		}
 	}
-	st.Version++
 	st.PasswordSet = st.Password != ""
 	if !in.SkipVerify {
 		if err := s.verify(ctx, d, st); err != nil {
@@ -317,12 +343,33 @@ func (s *Service) PutConnection(ctx context.Context, in ConnInput) (*Connection,
 		}
 	}
 	err = s.store.Update(ctx, func(tx storage.Tx) error {
-		if raw, err := tx.Get(connPrefix + in.Name); err == nil {
-			var cur storedConn
-			if json.Unmarshal(raw, &cur) == nil && cur.Version >= st.Version {
-				st.Version = cur.Version + 1 // a concurrent write; the last one wins, with a newer version
+		raw, err := tx.Get(connPrefix + in.Name)
+		if errors.Is(err, storage.ErrNotFound) {
+			if old != nil {
+				return fmt.Errorf("%w: the connection was deleted while it was being written; try again", ErrInUse)
 			}
+			st.Version = 1
+			return putJSON(tx, connPrefix+in.Name, st)
 		}
+		if err != nil {
+			return err
+		}
+		var cur storedConn
+		if err := json.Unmarshal(raw, &cur); err != nil {
+			return fmt.Errorf("decode database connection %s: %w", in.Name, err)
+		}
+		// Whatever happened during verification (a root rotation, another
+		// write) must not be overwritten with what was read before it.
+		if old == nil || cur.Version != old.Version {
+			return fmt.Errorf("%w: the connection changed while it was being written (another write or a root rotation); read it and try again", ErrInUse)
+		}
+		st.CreatedAt, st.RootRotatedAt = cur.CreatedAt, cur.RootRotatedAt
+		st.PendingPassword, st.PendingSince, st.PendingBy = cur.PendingPassword, cur.PendingSince, cur.PendingBy
+		if in.Password == nil {
+			st.Password = cur.Password
+		}
+		st.PasswordSet = st.Password != ""
+		st.Version = cur.Version + 1
 		return putJSON(tx, connPrefix+in.Name, st)
 	})
 	if err != nil {
@@ -333,17 +380,77 @@ func (s *Service) PutConnection(ctx context.Context, in ConnInput) (*Connection,
 	return &out, nil
 }
 
-// verify connects with st's settings and pings.
+// checkMove guards a rewrite that changes where the admin password goes
+// (host, port, TLS settings, user or database): the stored password is
+// never sent to a new place, so such a change needs the password again;
+// and it is refused while the connection has live leases, whose users
+// could then no longer be dropped.
+func (s *Service) checkMove(ctx context.Context, d dialect, old *storedConn, in ConnInput) error {
+	next, err := d.identity(in.ConnectionURL, in.Username)
+	if err != nil {
+		return err
+	}
+	// A stored URL that no longer parses counts as moved.
+	if prev, err := d.identity(old.ConnectionURL, old.Username); err == nil && prev == next {
+		return nil
+	}
+	if in.Password == nil {
+		return &InputError{Field: "password", Msg: "is required when the host, port, TLS settings, user or database change: " +
+			"the stored admin password is only sent where it was given for"}
+	}
+	roles, err := s.connRoles(ctx, old.Name)
+	if err != nil {
+		return err
+	}
+	for _, r := range roles {
+		if live, err := s.liveLeases(ctx, r); err != nil {
+			return err
+		} else if live {
+			return fmt.Errorf("%w: the host, port, user or database cannot change while the connection has live leases (role %s); "+
+				"revoke them first (coffer lease revoke --prefix %s%s/)", ErrInUse, r, LeasePrefix, r)
+		}
+	}
+	return nil
+}
+
+// connRoles returns the names of the roles that use connection name.
+func (s *Service) connRoles(ctx context.Context, name string) ([]string, error) {
+	roles, err := s.Roles(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, r := range roles {
+		role, err := s.Role(ctx, r)
+		if err == nil && role.DBName == name {
+			out = append(out, r)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// verify connects with st's settings and pings. While a root rotation is
+// unsettled the database may hold the pending password instead of the
+// stored one; either will do.
 func (s *Service) verify(ctx context.Context, d dialect, st *storedConn) error {
-	db, err := d.open(st.ConnectionURL, st.Username, st.Password)
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	err := s.ping(ctx, d, st, st.Password)
+	if err != nil && st.PendingPassword != "" && s.ping(ctx, d, st, st.PendingPassword) == nil {
+		return nil
+	}
+	return err
+}
+
+func (s *Service) ping(ctx context.Context, d dialect, st *storedConn, password string) error {
+	db, err := d.open(st.ConnectionURL, st.Username, password)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
 	if err := db.PingContext(ctx); err != nil {
-		return dbError("verify connection", err, st.Password)
+		return dbError("verify connection", err, password, st.Password, st.PendingPassword)
 	}
 	return nil
 }
@@ -411,19 +518,11 @@ func (s *Service) DeleteConnection(ctx context.Context, name string) error {
 	if _, err := s.conn(ctx, name); err != nil {
 		return err
 	}
-	roles, err := s.Roles(ctx)
+	users, err := s.connRoles(ctx, name)
 	if err != nil {
 		return err
 	}
-	var users []string
-	for _, r := range roles {
-		role, err := s.Role(ctx, r)
-		if err == nil && role.DBName == name {
-			users = append(users, r)
-		}
-	}
 	if len(users) > 0 {
-		sort.Strings(users)
 		return fmt.Errorf("%w: roles %s use this connection; delete them first", ErrInUse, strings.Join(users, ", "))
 	}
 	if err := s.store.Update(ctx, func(tx storage.Tx) error { return tx.Delete(connPrefix + name) }); err != nil {
@@ -627,28 +726,72 @@ func (s *Service) Creds(ctx context.Context, roleName string, in CredsInput) (*C
 func (s *Service) withDB(ctx context.Context, st *storedConn, fn func(context.Context, *sql.DB) error) error {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	db, err := s.pool(ctx, st)
+	db, release, err := s.pool(ctx, st)
 	if err != nil {
 		return err
 	}
+	defer release()
 	return fn(ctx, db)
 }
 
-// pool returns the open pool for this version of the connection, opening
-// it (and settling an interrupted root rotation) if needed.
-func (s *Service) pool(ctx context.Context, st *storedConn) (*sql.DB, error) {
+// pool returns a pool for this version of the connection and a function to
+// call when done with it. The pool is cached per version, except while the
+// connection has a pending admin password: which password the database
+// holds is then unknown, so the rotation is settled first, and while it
+// cannot be (another rotation may still be running) each call gets a pool
+// of its own, logged in with the password that works.
+func (s *Service) pool(ctx context.Context, st *storedConn) (*sql.DB, func(), error) {
+	d, err := dialectFor(st.Plugin)
+	if err != nil {
+		return nil, nil, err
+	}
+	noop := func() {}
+	if st.PendingPassword != "" {
+		s.dropPool(st.Name)
+		cur, db, err := s.settle(ctx, d, st, false)
+		if err != nil {
+			return nil, nil, err
+		}
+		if cur.PendingPassword != "" {
+			return db, func() { db.Close() }, nil
+		}
+		return s.keep(cur, db), noop, nil
+	}
 	s.mu.Lock()
 	p := s.pools[st.Name]
 	if p != nil && p.version == st.Version && p.password == st.Password {
 		s.mu.Unlock()
-		return p.db, nil
+		return p.db, noop, nil
 	}
 	s.mu.Unlock()
-	d, err := dialectFor(st.Plugin)
+	db, err := s.openPool(d, st, st.Password)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	db, err := d.open(st.ConnectionURL, st.Username, st.Password)
+	return s.keep(st, db), noop, nil
+}
+
+// keep caches db as the pool of st's version and returns it, or returns
+// the cached pool of the same or a newer version (closing db): a pool
+// another caller may be using is only closed when a newer version
+// replaces it.
+func (s *Service) keep(st *storedConn, db *sql.DB) *sql.DB {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old := s.pools[st.Name]; old != nil {
+		if old.version >= st.Version {
+			db.Close() // another caller opened this version first, or a newer one won the race
+			return old.db
+		}
+		old.db.Close()
+	}
+	s.pools[st.Name] = &pool{version: st.Version, password: st.Password, db: db}
+	return db
+}
+
+// openPool opens (without connecting) a pool to st's database as password.
+func (s *Service) openPool(d dialect, st *storedConn, password string) (*sql.DB, error) {
+	db, err := d.open(st.ConnectionURL, st.Username, password)
 	if err != nil {
 		return nil, err
 	}
@@ -660,64 +803,139 @@ func (s *Service) pool(ctx context.Context, st *storedConn) (*sql.DB, error) {
 	db.SetMaxIdleConns(maxOpen)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	db.SetConnMaxLifetime(30 * time.Minute)
-	if st.PendingPassword != "" {
-		if db, err = s.settleRotation(ctx, d, st, db); err != nil {
-			return nil, err
-		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if old := s.pools[st.Name]; old != nil {
-		if old.version > st.Version {
-			db.Close() // a newer version won the race
-			return old.db, nil
-		}
-		old.db.Close()
-	}
-	s.pools[st.Name] = &pool{version: st.Version, password: st.Password, db: db}
 	return db, nil
 }
 
-// settleRotation finishes a root rotation that was interrupted: if the
-// stored password no longer works but the pending one does, the database
-// took the new password, which is then recorded.
-func (s *Service) settleRotation(ctx context.Context, d dialect, st *storedConn, db *sql.DB) (*sql.DB, error) {
-	if db.PingContext(ctx) == nil {
-		return db, nil
-	}
-	alt, err := d.open(st.ConnectionURL, st.Username, st.PendingPassword)
+// login opens a pool as password and checks that the database accepts it.
+func (s *Service) login(ctx context.Context, d dialect, st *storedConn, password string) (*sql.DB, error) {
+	db, err := s.openPool(d, st, password)
 	if err != nil {
-		return db, nil
+		return nil, err
 	}
-	if alt.PingContext(ctx) != nil {
-		alt.Close()
-		return db, nil
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, dbError("connect", err, password, st.Password, st.PendingPassword)
 	}
-	db.Close()
-	err = s.store.Update(ctx, func(tx storage.Tx) error {
-		raw, err := tx.Get(connPrefix + st.Name)
+	return db, nil
+}
+
+// errChanged is returned when a connection changed under an operation that
+// must not overwrite the change.
+var errChanged = fmt.Errorf("%w: the connection changed meanwhile; try again", ErrInUse)
+
+// settle finds out which admin password the database holds while st has a
+// pending one (a root rotation is running, failed, or was interrupted). It
+// tries the pending password first, then the stored one, and returns the
+// connection as it now stands with a pool logged in with the password that
+// works:
+//
+//   - the pending password works: the database took it, and it becomes the
+//     stored one;
+//   - the stored one works: the database did not take the pending one, which
+//     is dropped, unless a rotation may still be running (in this Service,
+//     unless the caller is that rotation, or started by another node less
+//     than pendingWindow ago) and could yet change the password: the record
+//     is then returned with its pending password;
+//   - neither works: a *DBError, and both passwords stay recorded.
+//
+// Only a password that was tried and refused is ever dropped, so the one
+// the database holds is never lost.
+func (s *Service) settle(ctx context.Context, d dialect, st *storedConn, rotating bool) (*storedConn, *sql.DB, error) {
+	pending := st.PendingPassword
+	if db, err := s.login(ctx, d, st, pending); err == nil {
+		cur, err := s.updateConn(ctx, st.Name, func(cur *storedConn) bool {
+			if cur.PendingPassword != pending {
+				return false
+			}
+			now := s.now().UTC()
+			cur.Password, cur.RootRotatedAt, cur.RootRotationError = pending, &now, ""
+			cur.clearPending()
+			return true
+		})
+		if err == nil && (cur.Password != pending || cur.PendingPassword != "") {
+			err = errChanged
+		}
+		if err != nil {
+			db.Close()
+			return nil, nil, err
+		}
+		s.log.Info("finished an interrupted root credential rotation", "connection", st.Name)
+		return cur, db, nil
+	}
+	db, err := s.login(ctx, d, st, st.Password)
+	if err != nil {
+		var de *DBError
+		if errors.As(err, &de) {
+			return nil, nil, &DBError{Op: "settle root rotation", Msg: "the database accepts neither the stored nor the pending admin password (both are kept): " + de.Msg}
+		}
+		return nil, nil, err
+	}
+	if s.mayBeRotating(st, rotating) {
+		return st, db, nil
+	}
+	cur, err := s.updateConn(ctx, st.Name, func(cur *storedConn) bool {
+		if cur.PendingPassword != pending {
+			return false
+		}
+		cur.clearPending()
+		return true
+	})
+	if err == nil && (cur.Password != st.Password || cur.PendingPassword != "") {
+		err = errChanged
+	}
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	s.log.Info("dropped the pending admin password of a failed root credential rotation", "connection", st.Name)
+	return cur, db, nil
+}
+
+// mayBeRotating reports whether the rotation that wrote st's pending
+// password may still be running. rotating means the caller is this
+// Service's rotation of the connection.
+func (s *Service) mayBeRotating(st *storedConn, rotating bool) bool {
+	s.mu.Lock()
+	local := s.rotating[st.Name]
+	s.mu.Unlock()
+	if local && !rotating {
+		return true
+	}
+	if st.PendingBy == s.id {
+		return false // written by a rotation of this Service, which has ended
+	}
+	return st.PendingSince != nil && s.now().Sub(*st.PendingSince) < pendingWindow
+}
+
+// updateConn runs fn on the stored connection in one transaction. fn
+// reports whether it changed the record; a change is written with the
+// next Version. It returns the record as stored.
+func (s *Service) updateConn(ctx context.Context, name string, fn func(*storedConn) bool) (*storedConn, error) {
+	var out *storedConn
+	err := s.store.Update(ctx, func(tx storage.Tx) error {
+		raw, err := tx.Get(connPrefix + name)
+		if errors.Is(err, storage.ErrNotFound) {
+			return ErrNotFound
+		}
 		if err != nil {
 			return err
 		}
-		var cur storedConn
-		if err := json.Unmarshal(raw, &cur); err != nil {
-			return err
+		cur := &storedConn{}
+		if err := json.Unmarshal(raw, cur); err != nil {
+			return fmt.Errorf("decode database connection %s: %w", name, err)
 		}
-		if cur.PendingPassword != st.PendingPassword {
+		out = cur
+		if !fn(cur) {
 			return nil
 		}
-		now := s.now().UTC()
-		cur.Password, cur.PendingPassword, cur.RootRotatedAt = cur.PendingPassword, "", &now
 		cur.Version++
-		*st = cur
-		return putJSON(tx, connPrefix+st.Name, &cur)
+		cur.PasswordSet = cur.Password != ""
+		return putJSON(tx, connPrefix+name, cur)
 	})
 	if err != nil {
-		alt.Close()
 		return nil, err
 	}
-	s.log.Info("finished an interrupted root credential rotation", "connection", st.Name)
-	return alt, nil
+	return out, nil
 }
 
 func (s *Service) dropPool(name string) {
@@ -801,11 +1019,30 @@ func (s *Service) Renew(ctx context.Context, l *lease.Lease, expires time.Time) 
 }
 
 // RotateRoot replaces the admin password of a connection with a random one
-// that only Coffer knows: it records the new password as pending, changes
-// it on the database, then makes it current. A crash in between is settled
-// on the next connection (see settleRotation). The rotation engine calls
-// this for scheduled rotations.
+// that only Coffer knows. It logs in with the stored password, records the
+// new one as pending (with a new Version, so a concurrent write or
+// rotation fails its version check), changes it on the database over that
+// same login, then makes it current. If the change fails or its answer is
+// lost, the pending password stays; the next connection or rotation
+// settles which one the database holds (see settle) before anything new is
+// generated. Rotations of one connection do not overlap: a second one,
+// here or on another node, gets ErrInUse. The rotation engine calls this
+// for scheduled rotations.
 func (s *Service) RotateRoot(ctx context.Context, name string) error {
+	s.mu.Lock()
+	busy := s.rotating[name]
+	s.rotating[name] = true
+	s.mu.Unlock()
+	if busy {
+		return fmt.Errorf("%w: a root rotation of this connection is already running", ErrInUse)
+	}
+	defer func() {
+		s.mu.Lock()
+		delete(s.rotating, name)
+		s.mu.Unlock()
+	}()
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
 	st, err := s.conn(ctx, name)
 	if err != nil {
 		return err
@@ -817,53 +1054,58 @@ func (s *Service) RotateRoot(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	next := newPassword()
-	err = s.store.Update(ctx, func(tx storage.Tx) error {
-		raw, err := tx.Get(connPrefix + name)
-		if errors.Is(err, storage.ErrNotFound) {
-			return ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		cur := &storedConn{}
-		if err := json.Unmarshal(raw, cur); err != nil {
-			return err
-		}
-		if cur.Version != st.Version {
-			return fmt.Errorf("%w: the connection changed during rotation; try again", ErrInUse)
-		}
-		cur.PendingPassword = next
-		return putJSON(tx, connPrefix+name, cur)
-	})
-	if err != nil {
-		return err
-	}
 	user, err := s.adminUser(d, st)
 	if err != nil {
 		return err
 	}
-	err = s.withDB(ctx, st, func(ctx context.Context, db *sql.DB) error {
-		return d.setPassword(ctx, db, user, next)
+	var db *sql.DB
+	if st.PendingPassword != "" {
+		// A new pending password must not replace one the database may hold.
+		s.dropPool(name)
+		if st, db, err = s.settle(ctx, d, st, true); err != nil {
+			return err
+		}
+		if st.PendingPassword != "" {
+			db.Close()
+			return fmt.Errorf("%w: a root rotation started on another node less than %s ago may still be running; try again later", ErrInUse, pendingWindow)
+		}
+	} else if db, err = s.login(ctx, d, st, st.Password); err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1) // the change goes over the login just checked
+	next := newPassword()
+	written := false
+	_, err = s.updateConn(ctx, name, func(cur *storedConn) bool {
+		written = cur.Version == st.Version && cur.PendingPassword == ""
+		if written {
+			now := s.now().UTC()
+			cur.PendingPassword, cur.PendingSince, cur.PendingBy = next, &now, s.id
+		}
+		return written
 	})
 	if err != nil {
-		// The database may or may not have taken it; the pending password
-		// stays, and the next connection settles which one works.
+		return err
+	}
+	if !written {
+		return fmt.Errorf("%w: the connection changed during rotation; try again", ErrInUse)
+	}
+	err = d.setPassword(ctx, db, user, next)
+	if s.afterSetPassword != nil {
+		err = s.afterSetPassword(err)
+	}
+	if err != nil {
+		// The database may or may not have taken it: the pending password
+		// stays, and the next connection or rotation settles it.
 		return dbError("rotate root password", err, next, st.Password)
 	}
-	err = s.store.Update(ctx, func(tx storage.Tx) error {
-		raw, err := tx.Get(connPrefix + name)
-		if err != nil {
-			return err
-		}
-		var cur storedConn
-		if err := json.Unmarshal(raw, &cur); err != nil {
-			return err
-		}
+	// The database holds next now, whatever was written meanwhile; record
+	// it even if the caller has given up.
+	_, err = s.updateConn(context.WithoutCancel(ctx), name, func(cur *storedConn) bool {
 		now := s.now().UTC()
-		cur.Password, cur.PendingPassword, cur.RootRotatedAt, cur.RootRotationError = next, "", &now, ""
-		cur.Version++
-		return putJSON(tx, connPrefix+name, &cur)
+		cur.Password, cur.RootRotatedAt, cur.RootRotationError = next, &now, ""
+		cur.clearPending()
+		return true
 	})
 	if err != nil {
 		return err

@@ -3,7 +3,10 @@ package dbcred_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"net/url"
 	"regexp"
 	"strings"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/coffer-dev/coffer/internal/dbcred"
 	"github.com/coffer-dev/coffer/internal/lease"
+	"github.com/coffer-dev/coffer/internal/storage"
 	"github.com/coffer-dev/coffer/internal/storage/mem"
 	"github.com/coffer-dev/coffer/internal/testdb"
 )
@@ -33,6 +37,7 @@ type fixture struct {
 	svc    *dbcred.Service
 	leases *lease.Manager
 	clock  *clock
+	store  storage.Backend
 }
 
 func newFixture(t testing.TB) *fixture {
@@ -41,7 +46,7 @@ func newFixture(t testing.TB) *fixture {
 	store := mem.New()
 	leases := lease.New(store, lease.Config{Now: c.now, RetryMin: time.Second, RetryMax: 4 * time.Second})
 	svc := dbcred.New(store, leases, dbcred.Options{Now: c.now})
-	f := &fixture{svc: svc, leases: leases, clock: c}
+	f := &fixture{svc: svc, leases: leases, clock: c, store: store}
 	t.Cleanup(func() {
 		// Drop every user a test left behind: the servers are shared.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -367,40 +372,56 @@ func TestMySQLLifecycle(t *testing.T) {
 	}
 }
 
-// TestMySQLDownRevocationRetried points the connection at a dead port:
-// revocation fails and is kept; fixing the connection lets the retry drop the user.
+// TestMySQLDownRevocationRetried locks Coffer's admin account: revocation
+// fails and is kept; unlocking it lets the retry drop the user. (Pointing
+// the connection elsewhere is refused while leases are live.)
 func TestMySQLDownRevocationRetried(t *testing.T) {
 	ctx := context.Background()
 	dsn := testdb.MySQL(t)
+	root := open(t, "mysql", dsn)
+	adminUser := "coffer_dwn_" + strings.ReplaceAll(time.Now().Format("150405.000000"), ".", "")
+	for _, q := range []string{"CREATE USER '" + adminUser + "'@'%' IDENTIFIED BY 'initial'",
+		"GRANT ALL PRIVILEGES ON *.* TO '" + adminUser + "'@'%' WITH GRANT OPTION"} {
+		if _, err := root.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { root.ExecContext(context.Background(), "DROP USER IF EXISTS '"+adminUser+"'@'%'") })
+	cfg, _ := mysql.ParseDSN(dsn)
+	cfg.User, cfg.Passwd = "{{username}}", ""
+	pw := "initial"
 	f := newFixture(t)
-	setupMySQL(t, f, "maria", dsn)
+	if _, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "maria", Plugin: dbcred.PluginMySQL, ConnectionURL: cfg.FormatDSN(),
+		Username: adminUser, Password: &pw, AllowedRoles: []string{"readonly"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.PutRole(ctx, dbcred.Role{Name: "readonly", DBName: "maria",
+		CreationStatements: []string{"CREATE USER {{name}}@'%' IDENTIFIED BY {{password}}; GRANT SELECT ON `" + cfg.DBName + "`.* TO {{name}}@'%'"}}); err != nil {
+		t.Fatal(err)
+	}
 	creds, err := f.svc.Creds(ctx, "readonly", dbcred.CredsInput{DisplayName: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, _ := mysql.ParseDSN(dsn)
-	dead := *cfg
-	dead.Addr = "127.0.0.1:1"
-	if _, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "maria", Plugin: dbcred.PluginMySQL,
-		ConnectionURL: dead.FormatDSN(), AllowedRoles: []string{"readonly"}, SkipVerify: true}); err != nil {
+	if _, err := root.ExecContext(ctx, "ALTER USER '"+adminUser+"'@'%' ACCOUNT LOCK"); err != nil {
 		t.Fatal(err)
 	}
+	f.svc.Reset() // open sessions outlive the lock
 	var pe *lease.PendingError
 	if err := f.leases.Revoke(ctx, creds.Lease.ID); !errors.As(err, &pe) {
-		t.Fatalf("Revoke with the database unreachable = %v", err)
+		t.Fatalf("Revoke with the admin locked out = %v", err)
 	}
-	if err := canLogin(t, "mysql", mysqlUserDSN(t, dsn, creds.Username, creds.Password)); err != nil {
+	if err := canLoginNoTableMySQL(mysqlUserDSN(t, dsn, creds.Username, creds.Password)); err != nil {
 		t.Fatalf("user gone although revocation failed? %v", err)
 	}
-	if _, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "maria", Plugin: dbcred.PluginMySQL,
-		ConnectionURL: dsn, AllowedRoles: []string{"readonly"}}); err != nil {
+	if _, err := root.ExecContext(ctx, "ALTER USER '"+adminUser+"'@'%' ACCOUNT UNLOCK"); err != nil {
 		t.Fatal(err)
 	}
 	f.clock.advance(5 * time.Second)
 	if res, err := f.leases.ExpireDue(ctx); err != nil || res.Revoked != 1 {
-		t.Fatalf("ExpireDue after fixing = %+v, %v", res, err)
+		t.Fatalf("ExpireDue after unlocking = %+v, %v", res, err)
 	}
-	if err := canLogin(t, "mysql", mysqlUserDSN(t, dsn, creds.Username, creds.Password)); err == nil {
+	if err := canLoginNoTableMySQL(mysqlUserDSN(t, dsn, creds.Username, creds.Password)); err == nil {
 		t.Error("login after the retried revocation succeeded")
 	}
 }
@@ -743,5 +764,431 @@ func TestRotateRootDueMySQL(t *testing.T) {
 	c, _ := f.svc.Connection(ctx, "m")
 	if c.RootRotationError == "" || strings.Contains(c.RootRotationError, "changed-by-hand") {
 		t.Fatalf("root rotation error = %q", c.RootRotationError)
+	}
+}
+
+// pwAdmin creates a superuser admin with password "initial" on a
+// PostgreSQL server that checks passwords, then the fixture with a
+// connection "pg" as it, allowed for role "r". The admin is dropped after
+// the fixture's cleanup. It returns the fixture, the postgres superuser's
+// handle on the database, and the admin's name.
+func pwAdmin(t *testing.T, dbURL string) (*fixture, *sql.DB, string) {
+	t.Helper()
+	ctx := context.Background()
+	super := open(t, "pgx", dbURL)
+	adminRole := "coffer_rr_" + strings.ReplaceAll(time.Now().Format("150405.000000"), ".", "")
+	if _, err := super.ExecContext(ctx, "CREATE ROLE "+adminRole+" WITH LOGIN SUPERUSER PASSWORD 'initial'"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { super.ExecContext(context.Background(), "DROP ROLE IF EXISTS "+adminRole) })
+	f := newFixture(t)
+	pw := "initial"
+	if _, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "pg", Plugin: dbcred.PluginPostgres,
+		ConnectionURL: pgTemplateURL(t, dbURL), Username: adminRole, Password: &pw, AllowedRoles: []string{"r"}}); err != nil {
+		t.Fatalf("PutConnection: %v", err)
+	}
+	if _, err := f.svc.PutRole(ctx, dbcred.Role{Name: "r", DBName: "pg",
+		CreationStatements: []string{"CREATE ROLE {{name}} LOGIN PASSWORD {{password}}"}}); err != nil {
+		t.Fatal(err)
+	}
+	return f, super, adminRole
+}
+
+// pgTemplateURL is dbURL with {{username}}:{{password}} as its user part.
+func pgTemplateURL(t testing.TB, dbURL string) string {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = nil
+	return strings.Replace(u.String(), "://", "://{{username}}:{{password}}@", 1)
+}
+
+// usable checks, from a fresh start (no cached pool), that Coffer still
+// holds the admin password the database has.
+func usable(t *testing.T, f *fixture) {
+	t.Helper()
+	f.svc.Reset()
+	if _, err := f.svc.Creds(context.Background(), "r", dbcred.CredsInput{}); err != nil {
+		t.Fatalf("Creds after rotation: %v", err)
+	}
+}
+
+// TestRotateRootAnswerLost: the database commits the new admin password
+// but Coffer never hears so. The next rotation (after a restart, with no
+// pool cached) must settle that first, not overwrite the pending password
+// the database now holds.
+func TestRotateRootAnswerLost(t *testing.T) {
+	ctx := context.Background()
+	_, dbURL := testdb.PostgresWithPasswords(t)
+	f, _, adminRole := pwAdmin(t, dbURL)
+	if _, err := f.svc.Creds(ctx, "r", dbcred.CredsInput{}); err != nil { // caches a pool
+		t.Fatal(err)
+	}
+	f.svc.SetAfterSetPasswordForTest(func(err error) error {
+		if err == nil {
+			return errors.New("connection reset by peer")
+		}
+		return err
+	})
+	// Twice in a row: the second attempt must settle the first one's
+	// password before it makes (and loses) its own.
+	for range 2 {
+		if err := f.svc.RotateRoot(ctx, "pg"); err == nil {
+			t.Fatal("RotateRoot with a lost answer = nil")
+		}
+		f.svc.Reset()
+	}
+	f.svc.SetAfterSetPasswordForTest(nil)
+	if canLoginNoTable(pgUserURL(t, dbURL, adminRole, "initial")) == nil {
+		t.Fatal("the database did not take the new password")
+	}
+	if err := f.svc.RotateRoot(ctx, "pg"); err != nil {
+		t.Fatalf("RotateRoot after a lost answer: %v", err)
+	}
+	usable(t, f)
+	// A rewrite without the password verifies with the stored one.
+	if _, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "pg", Plugin: dbcred.PluginPostgres,
+		ConnectionURL: pgTemplateURL(t, dbURL), Username: adminRole, AllowedRoles: []string{"r"}}); err != nil {
+		t.Errorf("PutConnection after rotation: %v", err)
+	}
+}
+
+// TestRotateRootCachedPoolNotUsedWhilePending: with a lost answer pending,
+// ordinary use must settle it (the cached pool logged in with the old
+// password would hide the change), so the password is never lost.
+func TestRotateRootCachedPoolNotUsedWhilePending(t *testing.T) {
+	ctx := context.Background()
+	_, dbURL := testdb.PostgresWithPasswords(t)
+	f, _, _ := pwAdmin(t, dbURL)
+	if _, err := f.svc.Creds(ctx, "r", dbcred.CredsInput{}); err != nil {
+		t.Fatal(err)
+	}
+	f.svc.SetAfterSetPasswordForTest(func(error) error { return errors.New("connection reset by peer") })
+	if err := f.svc.RotateRoot(ctx, "pg"); err == nil {
+		t.Fatal("RotateRoot with a lost answer = nil")
+	}
+	f.svc.SetAfterSetPasswordForTest(nil)
+	if _, err := f.svc.Creds(ctx, "r", dbcred.CredsInput{}); err != nil {
+		t.Fatalf("Creds with a pending rotation: %v", err)
+	}
+	usable(t, f)
+}
+
+// TestRotateRootConcurrent: overlapping rotations never both write a
+// pending password; the survivor's password is the one stored.
+func TestRotateRootConcurrent(t *testing.T) {
+	ctx := context.Background()
+	_, dbURL := testdb.PostgresWithPasswords(t)
+	f, _, _ := pwAdmin(t, dbURL)
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = f.svc.RotateRoot(ctx, "pg") }()
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, dbcred.ErrInUse):
+			t.Errorf("concurrent RotateRoot = %v, want nil or ErrInUse", err)
+		}
+	}
+	if ok == 0 {
+		t.Error("no concurrent rotation succeeded")
+	}
+	usable(t, f)
+}
+
+// setPending writes a pending admin password into the stored connection,
+// as another node's rotation in flight leaves it.
+func setPending(t *testing.T, f *fixture, name, password, by string, since time.Time) {
+	t.Helper()
+	err := f.store.Update(context.Background(), func(tx storage.Tx) error {
+		raw, err := tx.Get("dbcred/config/" + name)
+		if err != nil {
+			return err
+		}
+		var m map[string]any
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return err
+		}
+		m["pending_password"], m["pending_by"], m["pending_since"] = password, by, since
+		m["version"] = m["version"].(float64) + 1
+		raw, _ = json.Marshal(m)
+		return tx.Put("dbcred/config/"+name, raw)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRotateRootPendingElsewhere: a pending password another node wrote a
+// moment ago (its ALTER not yet run) is left alone; once it is old it is
+// settled. Meanwhile credentials are still issued.
+func TestRotateRootPendingElsewhere(t *testing.T) {
+	ctx := context.Background()
+	_, dbURL := testdb.PostgresWithPasswords(t)
+	f, _, _ := pwAdmin(t, dbURL)
+	setPending(t, f, "pg", "A1a-not-on-the-database-yet", "othernode", f.clock.now())
+	if err := f.svc.RotateRoot(ctx, "pg"); !errors.Is(err, dbcred.ErrInUse) {
+		t.Fatalf("RotateRoot while another node rotates = %v, want ErrInUse", err)
+	}
+	if _, err := f.svc.Creds(ctx, "r", dbcred.CredsInput{}); err != nil {
+		t.Fatalf("Creds while another node rotates: %v", err)
+	}
+	f.clock.advance(5 * time.Minute)
+	if err := f.svc.RotateRoot(ctx, "pg"); err != nil {
+		t.Fatalf("RotateRoot after the other rotation's window: %v", err)
+	}
+	usable(t, f)
+}
+
+// TestRotateRootLostAnswerOldRecord: the state a lost answer leaves,
+// written directly (the database holds the pending password, the record
+// still the old one). A rotation must adopt the pending password rather
+// than overwrite it.
+func TestRotateRootLostAnswerOldRecord(t *testing.T) {
+	ctx := context.Background()
+	_, dbURL := testdb.PostgresWithPasswords(t)
+	f, super, adminRole := pwAdmin(t, dbURL)
+	const p1 = "A1a-committed-but-unacknowledged"
+	if _, err := super.ExecContext(ctx, "ALTER ROLE "+adminRole+" PASSWORD '"+p1+"'"); err != nil {
+		t.Fatal(err)
+	}
+	setPending(t, f, "pg", p1, "", f.clock.now().Add(-time.Hour))
+	if err := f.svc.RotateRoot(ctx, "pg"); err != nil {
+		t.Fatalf("RotateRoot: %v", err)
+	}
+	usable(t, f)
+}
+
+// slowProxy forwards TCP connections to a PostgreSQL server. A connection
+// accepted while the proxy holds logs in normally, but its first query
+// (the ping after login) waits until the hold is released.
+type slowProxy struct {
+	ln      net.Listener
+	mu      sync.Mutex
+	hold    chan struct{} // non-nil: connections accepted now wait for it to close
+	waiting chan struct{} // gets a value when a connection starts waiting
+}
+
+func newSlowProxy(t testing.TB, target string) *slowProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &slowProxy{ln: ln, waiting: make(chan struct{}, 16)}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			hold := p.hold
+			p.mu.Unlock()
+			go p.serve(c, target, hold)
+		}
+	}()
+	return p
+}
+
+func (p *slowProxy) serve(c net.Conn, target string, hold chan struct{}) {
+	defer c.Close()
+	up, err := net.Dial("tcp", target)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	go io.Copy(c, up)
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 && hold != nil && (buf[0] == 'Q' || buf[0] == 'P') {
+			p.waiting <- struct{}{}
+			<-hold
+			hold = nil
+		}
+		if n > 0 {
+			if _, werr := up.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (p *slowProxy) setHold(ch chan struct{}) { p.mu.Lock(); p.hold = ch; p.mu.Unlock() }
+
+// TestPutConnectionDuringRotation: a rewrite without a password whose
+// verification overlaps a root rotation must not store the password it
+// read before the rotation.
+func TestPutConnectionDuringRotation(t *testing.T) {
+	ctx := context.Background()
+	_, dbURL := testdb.PostgresWithPasswords(t)
+	u, _ := url.Parse(dbURL)
+	proxy := newSlowProxy(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	f, _, adminRole := pwAdmin(t, u.String())
+
+	release := make(chan struct{})
+	proxy.setHold(release)
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "pg", Plugin: dbcred.PluginPostgres,
+			ConnectionURL: pgTemplateURL(t, u.String()), Username: adminRole, AllowedRoles: []string{"r", "other"}})
+		done <- err
+	}()
+	<-proxy.waiting // the rewrite is verifying
+	proxy.setHold(nil)
+	if err := f.svc.RotateRoot(ctx, "pg"); err != nil {
+		t.Fatalf("RotateRoot: %v", err)
+	}
+	close(release)
+	if err := <-done; !errors.Is(err, dbcred.ErrInUse) {
+		t.Errorf("PutConnection overlapping a rotation = %v, want ErrInUse", err)
+	}
+	usable(t, f)
+}
+
+type noopRevoker struct{}
+
+func (noopRevoker) Revoke(context.Context, *lease.Lease) error { return nil }
+
+// TestConnectionMoveNeedsPassword: the stored admin password is never sent
+// to a new host, port, user, database or TLS setting: such a rewrite needs
+// the password, and is refused while leases are live.
+func TestConnectionMoveNeedsPassword(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	pw := "s3cret-pw"
+	const base = "postgres://{{username}}:{{password}}@10.0.0.1:5432/app?sslmode=verify-full"
+	put := func(connURL, user string, password *string) error {
+		_, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "x", Plugin: dbcred.PluginPostgres,
+			ConnectionURL: connURL, Username: user, Password: password, AllowedRoles: []string{"*"}, SkipVerify: true})
+		return err
+	}
+	if err := put(base, "admin", &pw); err != nil {
+		t.Fatal(err)
+	}
+	if err := put(base, "admin", nil); err != nil {
+		t.Errorf("rewrite to the same place without password: %v", err)
+	}
+	for _, tc := range []struct{ name, url, user string }{
+		{"host", strings.Replace(base, "10.0.0.1", "evil.example", 1), "admin"},
+		{"port", strings.Replace(base, ":5432", ":6543", 1), "admin"},
+		{"database", strings.Replace(base, "/app", "/other", 1), "admin"},
+		{"tls", strings.Replace(base, "verify-full", "disable", 1), "admin"},
+		{"user", base, "someone"},
+		{"second host", strings.Replace(base, "10.0.0.1:5432", "10.0.0.1:5432,evil.example:5432", 1), "admin"},
+	} {
+		err := put(tc.url, tc.user, nil)
+		var ie *dbcred.InputError
+		if !errors.As(err, &ie) || ie.Field != "password" {
+			t.Errorf("%s changed without password = %v, want an InputError for password", tc.name, err)
+		}
+	}
+	// With live leases even the password does not allow a move.
+	f.leases.Register("test", noopRevoker{})
+	if _, err := f.svc.PutRole(ctx, dbcred.Role{Name: "r", DBName: "x", CreationStatements: []string{"CREATE ROLE {{name}}"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.leases.Create(ctx, lease.Input{Kind: "test", Prefix: dbcred.LeasePrefix + "r", TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	other := "other-pw"
+	if err := put(strings.Replace(base, "10.0.0.1", "10.0.0.2", 1), "admin", &other); !errors.Is(err, dbcred.ErrInUse) {
+		t.Errorf("move with live leases = %v, want ErrInUse", err)
+	}
+	if err := put(base, "admin", &other); err != nil {
+		t.Errorf("new password, same place, live leases: %v", err)
+	}
+}
+
+// TestConnectionURLRefusals: connection URL settings that weaken how the
+// admin password is sent, read local files, or let the environment choose
+// where it goes are refused.
+func TestConnectionURLRefusals(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	t.Setenv("PGHOST", "127.0.0.1")
+	t.Setenv("PGUSER", "envuser")
+	pw := "pw"
+	for _, tc := range []struct{ plugin, url string }{
+		{dbcred.PluginMySQL, "{{username}}@tcp(10.0.0.1:3306)/app?allowCleartextPasswords=true"},
+		{dbcred.PluginMySQL, "{{username}}@tcp(10.0.0.1:3306)/app?allowOldPasswords=1"},
+		{dbcred.PluginMySQL, "{{username}}@tcp(10.0.0.1:3306)/app?tls=preferred"},
+		{dbcred.PluginMySQL, "{{username}}@tcp(10.0.0.1:3306)/app?allowFallbackToPlaintext=true"},
+		{dbcred.PluginMySQL, "{{username}}@tcp(10.0.0.1:3306)/app?allowAllFiles=true"},
+		{dbcred.PluginMySQL, "{{username}}@tcp(10.0.0.1:3306)/app?sql_mode=ANSI"},
+		{dbcred.PluginMySQL, "mysql://{{username}}@10.0.0.1:3306/app?allowCleartextPasswords=true"},
+		{dbcred.PluginMySQL, "mysql://{{username}}@10.0.0.1:3306/app?tls=preferred"},
+		{dbcred.PluginPostgres, "postgres://u@10.0.0.1/app?passfile=/etc/shadow"},
+		{dbcred.PluginPostgres, "postgres://u@10.0.0.1/app?sslrootcert=/etc/shadow&sslmode=verify-full"},
+		{dbcred.PluginPostgres, "postgres://u@10.0.0.1/app?sslkey=/etc/shadow&sslcert=/etc/shadow"},
+		{dbcred.PluginPostgres, "postgres://u@10.0.0.1/app?servicefile=/tmp/x&service=evil"},
+		{dbcred.PluginPostgres, "postgres://u@10.0.0.1/app?service=evil"},
+		{dbcred.PluginPostgres, "postgres://u@10.0.0.1/app?options=-c%20log_statement%3Dall"},
+		{dbcred.PluginPostgres, "host=10.0.0.1 user=u passfile=/etc/shadow"},
+		{dbcred.PluginPostgres, "postgres:///app"}, // host from PGHOST
+		{dbcred.PluginPostgres, "dbname=app"},
+	} {
+		_, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "x", Plugin: tc.plugin, ConnectionURL: tc.url,
+			Password: &pw, SkipVerify: true})
+		var ie *dbcred.InputError
+		if !errors.As(err, &ie) || ie.Field != "connection_url" {
+			t.Errorf("PutConnection(%s %q) = %v, want an InputError for connection_url", tc.plugin, tc.url, err)
+		}
+	}
+	// The user is never taken from PGUSER.
+	_, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "x", Plugin: dbcred.PluginPostgres,
+		ConnectionURL: "postgres://127.0.0.1:1/app", Password: &pw})
+	var ie *dbcred.InputError
+	if !errors.As(err, &ie) || ie.Field != "username" {
+		t.Errorf("PutConnection without a user = %v, want an InputError for username", err)
+	}
+	for _, ok := range []struct{ plugin, url string }{
+		{dbcred.PluginMySQL, "{{username}}@tcp(10.0.0.1:3306)/app?tls=true&timeout=5s"},
+		{dbcred.PluginMySQL, "mysql://{{username}}@10.0.0.1:3306/app?tls=skip-verify"},
+		{dbcred.PluginPostgres, "postgres://{{username}}@10.0.0.1,10.0.0.2/app?sslmode=verify-full&target_session_attrs=read-write"},
+		{dbcred.PluginPostgres, "host=10.0.0.1 user=admin dbname=app sslmode=require"},
+	} {
+		if _, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "ok", Plugin: ok.plugin, ConnectionURL: ok.url,
+			Username: "admin", Password: &pw, SkipVerify: true}); err != nil {
+			t.Errorf("PutConnection(%s %q) = %v", ok.plugin, ok.url, err)
+		}
+		if err := f.svc.DeleteConnection(ctx, "ok"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestMySQLURLQueryHonoured: a mysql:// URL's query is not dropped:
+// tls=true makes the admin login use TLS (which the test server refuses or
+// cannot prove), tls=false connects.
+func TestMySQLURLQueryHonoured(t *testing.T) {
+	ctx := context.Background()
+	cfg, err := mysql.ParseDSN(testdb.MySQL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t)
+	base := "mysql://" + cfg.User + "@" + cfg.Addr + "/" + cfg.DBName
+	if _, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "m", Plugin: dbcred.PluginMySQL, ConnectionURL: base + "?tls=false"}); err != nil {
+		t.Fatalf("mysql:// URL with tls=false: %v", err)
+	}
+	_, err = f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "m2", Plugin: dbcred.PluginMySQL, ConnectionURL: base + "?tls=true"})
+	var de *dbcred.DBError
+	if !errors.As(err, &de) {
+		t.Errorf("mysql:// URL with tls=true against a server without a trusted certificate = %v, want a DBError", err)
 	}
 }

@@ -38,6 +38,10 @@ type dialect interface {
 	open(url, user, password string) (*sql.DB, error)
 	// checkURL rejects URLs that carry a password inline.
 	checkURL(url string) error
+	// identity describes where a connection sends the admin password:
+	// hosts, ports, TLS settings, user (user, or the URL's) and database.
+	// The stored password is kept across a write only while it is unchanged.
+	identity(url, user string) (string, error)
 	// transactional reports whether DDL can run in one transaction.
 	transactional() bool
 	// retryable reports whether a failed transaction may simply be run again.

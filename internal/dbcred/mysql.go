@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sort"
 	"strings"
 	"time"
 
@@ -53,28 +54,70 @@ func (mysqlDialect) formatExpiration(t time.Time) string {
 
 func (mysqlDialect) defaultRenew() []string { return nil }
 
-// parse accepts a go-sql-driver DSN (user:pass@tcp(host:3306)/db) or a
-// mysql://user:pass@host:3306/db URL.
+// parse accepts a go-sql-driver DSN (user:pass@tcp(host:3306)/db?tls=true)
+// or a mysql://user:pass@host:3306/db?tls=true URL, whose query is read as
+// the DSN's parameters. Parameters that weaken authentication or reach
+// beyond the connection are refused (see checkMySQLParams).
 func (mysqlDialect) parse(raw string) (*mysql.Config, error) {
 	raw = placeholders(raw)
 	bad := &InputError{Field: "connection_url", Msg: "not a valid MySQL DSN (user@tcp(host:3306)/db) or mysql:// URL"}
+	var cfg *mysql.Config
 	if strings.HasPrefix(raw, "mysql://") {
 		u, err := url.Parse(raw)
-		if err != nil {
+		if err != nil || u.Host == "" || u.Fragment != "" || strings.ContainsAny(u.Host, "()@/") ||
+			strings.Contains(u.RawQuery, "/") {
 			return nil, bad
 		}
-		cfg := mysql.NewConfig()
-		cfg.Net, cfg.Addr = "tcp", u.Host
+		dsn := "tcp(" + u.Host + ")/" + url.PathEscape(strings.TrimPrefix(u.Path, "/"))
+		if u.RawQuery != "" {
+			dsn += "?" + u.RawQuery
+		}
+		if cfg, err = mysql.ParseDSN(dsn); err != nil {
+			return nil, bad
+		}
 		cfg.User = u.User.Username()
 		cfg.Passwd, _ = u.User.Password()
-		cfg.DBName = strings.TrimPrefix(u.Path, "/")
-		return cfg, nil
+	} else {
+		var err error
+		if cfg, err = mysql.ParseDSN(raw); err != nil {
+			return nil, bad
+		}
 	}
-	cfg, err := mysql.ParseDSN(raw)
-	if err != nil {
-		return nil, bad
+	if err := checkMySQLParams(cfg); err != nil {
+		return nil, err
 	}
 	return cfg, nil
+}
+
+// checkMySQLParams refuses settings that would let a connection's writer
+// read the admin password or local files: cleartext and old (pre-4.1)
+// password authentication, falling back to plaintext when TLS fails
+// (tls=preferred), LOAD DATA LOCAL from any file, and unknown parameters,
+// which the driver sends as session variables.
+func checkMySQLParams(cfg *mysql.Config) error {
+	refuse := func(what string) error {
+		return &InputError{Field: "connection_url", Msg: what + " is not allowed: it would weaken how the admin password is sent or reach beyond the connection"}
+	}
+	switch {
+	case cfg.AllowCleartextPasswords:
+		return refuse("allowCleartextPasswords")
+	case cfg.AllowOldPasswords:
+		return refuse("allowOldPasswords")
+	case cfg.AllowFallbackToPlaintext:
+		return refuse("tls=preferred (or allowFallbackToPlaintext)")
+	case cfg.AllowAllFiles:
+		return refuse("allowAllFiles")
+	case len(cfg.Params) > 0:
+		keys := make([]string, 0, len(cfg.Params))
+		for k := range cfg.Params {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		return refuse("parameter " + truncate(strings.Join(keys, ", "), 200))
+	case cfg.Net != "tcp" && cfg.Net != "tcp4" && cfg.Net != "tcp6" && cfg.Net != "unix":
+		return refuse("network " + truncate(cfg.Net, 32))
+	}
+	return nil
 }
 
 func (d mysqlDialect) checkURL(raw string) error {
@@ -86,6 +129,19 @@ func (d mysqlDialect) checkURL(raw string) error {
 		return &InputError{Field: "connection_url", Msg: "must not contain a password: give it in the password field (or write {{password}}) so it is stored apart and never shown"}
 	}
 	return nil
+}
+
+// identity is what the admin password is sent to: the address, the TLS
+// setting, the user and the database.
+func (d mysqlDialect) identity(raw, user string) (string, error) {
+	cfg, err := d.parse(raw)
+	if err != nil {
+		return "", err
+	}
+	if user == "" {
+		user = cfg.User
+	}
+	return fmt.Sprintf("user=%q db=%q %s(%s)/tls=%q", user, cfg.DBName, cfg.Net, cfg.Addr, cfg.TLSConfig), nil
 }
 
 func (d mysqlDialect) open(raw, user, password string) (*sql.DB, error) {

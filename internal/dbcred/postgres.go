@@ -2,9 +2,11 @@ package dbcred
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -56,11 +58,53 @@ func (postgres) defaultRenew() []string {
 	return []string{"ALTER ROLE {{name}} VALID UNTIL {{expiration}}"}
 }
 
+// pgAllowedKeys are the only keys a PostgreSQL connection string may set.
+// Others are refused, above all those that make the driver read local files
+// (passfile, service, servicefile, sslkey, sslcert, sslrootcert,
+// sslpassword): a caller who may write a connection must not reach files
+// on the server. Unknown keys, which would become session settings, are
+// refused as well.
+var pgAllowedKeys = []string{"host", "port", "user", "password", "dbname", "sslmode", "sslnegotiation",
+	"sslsni", "connect_timeout", "application_name", "target_session_attrs", "channel_binding", "require_auth"}
+
+func pgParse(raw string, allowed []string) (*pgx.ConnConfig, error) {
+	return pgx.ParseConfigWithOptions(raw, pgx.ParseConfigOptions{
+		ParseConfigOptions: pgconn.ParseConfigOptions{ConnStringAllowedKeys: allowed}})
+}
+
+// pgHas reports whether the connection string itself sets one of keys (as
+// opposed to leaving it to a PG* environment variable or a default): it
+// does if the string no longer parses once those keys are disallowed. The
+// string must parse with pgAllowedKeys.
+func pgHas(raw string, keys ...string) bool {
+	rest := slices.DeleteFunc(slices.Clone(pgAllowedKeys), func(k string) bool { return slices.Contains(keys, k) })
+	_, err := pgParse(raw, rest)
+	return err != nil
+}
+
+// parse parses a connection URL or keyword/value string with only
+// pgAllowedKeys. The host must be in the string; the user, database and
+// password are taken only from the string, never from PGUSER, PGDATABASE,
+// PGPASSWORD or a password file.
 func (postgres) parse(url string) (*pgx.ConnConfig, error) {
-	cfg, err := pgx.ParseConfig(placeholders(url))
+	raw := placeholders(url)
+	cfg, err := pgParse(raw, pgAllowedKeys)
 	if err != nil {
 		// pgx's message may quote the URL; keep only that it failed.
-		return nil, &InputError{Field: "connection_url", Msg: "not a valid PostgreSQL connection URL or keyword/value string"}
+		return nil, &InputError{Field: "connection_url", Msg: "not a valid PostgreSQL connection URL or keyword/value string, " +
+			"or it sets a key other than " + strings.Join(pgAllowedKeys, ", ")}
+	}
+	if !pgHas(raw, "host") {
+		return nil, &InputError{Field: "connection_url", Msg: "must name the host (postgres://HOST:5432/DB)"}
+	}
+	if !pgHas(raw, "user") {
+		cfg.User = ""
+	}
+	if !pgHas(raw, "dbname") {
+		cfg.Database = ""
+	}
+	if !pgHas(raw, "password") {
+		cfg.Password = ""
 	}
 	return cfg, nil
 }
@@ -74,6 +118,33 @@ func (p postgres) checkURL(url string) error {
 		return &InputError{Field: "connection_url", Msg: "must not contain a password: give it in the password field (or write {{password}}) so it is stored apart and never shown"}
 	}
 	return nil
+}
+
+// identity is what the admin password is sent to: every host and port
+// (with its TLS settings), the user and the database.
+func (p postgres) identity(url, user string) (string, error) {
+	cfg, err := p.parse(url)
+	if err != nil {
+		return "", err
+	}
+	if user == "" {
+		user = cfg.User
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "user=%q db=%q", user, cfg.Database)
+	hosts := append([]*pgconn.FallbackConfig{{Host: cfg.Host, Port: cfg.Port, TLSConfig: cfg.TLSConfig}}, cfg.Fallbacks...)
+	for _, h := range hosts {
+		fmt.Fprintf(&b, " %s:%d/%s", h.Host, h.Port, tlsIdentity(h.TLSConfig))
+	}
+	return b.String(), nil
+}
+
+// tlsIdentity describes how a TLS configuration checks the server.
+func tlsIdentity(c *tls.Config) string {
+	if c == nil {
+		return "plain"
+	}
+	return fmt.Sprintf("tls(skip-verify=%v,verify-peer=%v,server-name=%q)", c.InsecureSkipVerify, c.VerifyPeerCertificate != nil, c.ServerName)
 }
 
 func (p postgres) open(url, user, password string) (*sql.DB, error) {

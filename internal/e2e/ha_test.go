@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/coffer-dev/coffer/client"
 	"github.com/coffer-dev/coffer/internal/testdb"
 )
@@ -131,7 +133,7 @@ func statusOf(err error) int {
 
 // leader returns the node the cluster names leader, asking n.
 func (h *haCluster) leader(n *node) *node {
-	c := h.client(n, "")
+	c := h.client(n, h.root)
 	cl, err := c.Cluster(context.Background())
 	if err != nil || cl.Leader == "" {
 		return nil
@@ -258,6 +260,59 @@ func TestHA(t *testing.T) {
 				t.Fatalf("coffer status lacks %q:\n%s", want, out)
 			}
 		}
+		// Without a token: no node list (host names, addresses), only
+		// whether this node leads.
+		if s := n2.status("/v1/sys/cluster"); s != http.StatusUnauthorized {
+			t.Fatalf("GET /v1/sys/cluster without a token = %d, want 401", s)
+		}
+		for _, n := range h.nodes {
+			ls, err := h.client(n, "").Leader(ctx)
+			if err != nil || !ls.Clustered || ls.Leader != (h.leader(n) == n) {
+				t.Fatalf("%s: Leader() = %+v, %v; the cluster names %v", n.addr, ls, err, h.leader(n))
+			}
+		}
+		cmd := exec.Command(binary, "status")
+		cmd.Env = append(append([]string(nil), n2.env...), "COFFER_TOKEN=")
+		raw, err := cmd.Output()
+		if out := string(raw); err != nil || !strings.Contains(out, "Leader:       ") || strings.Contains(out, "n1") || strings.Contains(out, "ADDRESS") {
+			t.Fatalf("coffer status without a token = %v:\n%s", err, out)
+		}
+	})
+
+	t.Run("ListenerTerminated", func(t *testing.T) {
+		// Every node's listening session ends (as when PostgreSQL kills
+		// idle sessions): each reconnects, drops its caches, and a
+		// revocation on n1 is still refused on the others within a second.
+		tok, err := c1.CreateToken(ctx, client.TokenCreateInput{DisplayName: "listener", TTL: "1h"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		users := []*client.Client{h.client(n2, tok.Token), h.client(n3, tok.Token)}
+		for i, u := range users {
+			if _, err := u.Get(ctx, "ha/guarded", client.Current()); err != nil {
+				t.Fatalf("node %d: token refused before revocation: %v", i+2, err)
+			}
+		}
+		conn, err := pgx.Connect(ctx, h.pg.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		var ended int
+		if err := conn.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE application_name = 'coffer listener'`).Scan(&ended); err != nil || ended != 3 {
+			t.Fatalf("terminated %d listening sessions, %v; want 3", ended, err)
+		}
+		time.Sleep(500 * time.Millisecond) // the listeners reconnect
+		if err := c1.RevokeAccessor(ctx, tok.Info.Accessor); err != nil {
+			t.Fatal(err)
+		}
+		for i, u := range users {
+			waitUntil(t, time.Second, fmt.Sprintf("revoked token refused on node %d", i+2), func() bool {
+				_, err := u.Get(ctx, "ha/guarded", client.Current())
+				return statusOf(err) == http.StatusUnauthorized
+			})
+		}
 	})
 
 	t.Run("KillLeaderDuringScheduledSnapshot", func(t *testing.T) {
@@ -281,8 +336,14 @@ func TestHA(t *testing.T) {
 				rest = append(rest, n)
 			}
 		}
-		d := waitUntil(t, 5*time.Second, "a new leader", func() bool { l := h.leader(rest[0]); return l != nil && l != lead })
+		// The registry names the new lock holder at once (pg_locks), not
+		// when the dead leader's heartbeat has gone stale (about 7 s).
+		d := waitUntil(t, 3*time.Second, "a new leader", func() bool { l := h.leader(rest[0]); return l != nil && l != lead })
 		t.Logf("new leader elected after %v", d)
+		waitUntil(t, time.Second, "both survivors naming the same new leader", func() bool {
+			l := h.leader(rest[1])
+			return l != nil && l == h.leader(rest[0])
+		})
 		name := "coffer-" + slotStart.Format("20060102T150405.000Z") + ".snapshot"
 		final := filepath.Join(h.snaps, name)
 		waitUntil(t, 5*time.Second, "the interrupted snapshot completed by the new leader", func() bool {

@@ -77,7 +77,9 @@ func TestRotationCrashBetweenSteps(t *testing.T) {
 	t.Setenv("COFFER_TEST_ROTATION_LEASE", "1500ms")
 	t.Setenv("COFFER_TEST_ROTATION_TICK", "300ms")
 
-	n := newNode(t, dir, fmt.Sprintf(`seal "keyfile" { path = %q }`, filepath.Join(dir, "unseal.key")), "")
+	// The target listens on loopback, which webhooks may reach only when allowed.
+	n := newNode(t, dir, fmt.Sprintf(`seal "keyfile" { path = %q }
+rotation { webhook_allowed_hosts = ["127.0.0.1"] }`, filepath.Join(dir, "unseal.key")), "")
 	n.start()
 	out := n.ok("", "operator", "init")
 	tok := strings.TrimSpace(strings.SplitN(strings.SplitN(out, "Root token: ", 2)[1], "\n", 2)[0])

@@ -4,9 +4,12 @@ import "github.com/coffer-dev/coffer/internal/cluster"
 
 func (a *API) clusterRoutes() []route {
 	return []route{
-		// Public like seal-status: load balancers and `coffer status` read it
-		// without a token. It shows node addresses and states, nothing stored.
-		{"GET", "/v1/sys/cluster", Op{"sys.cluster", ""}, public, a.clusterStatus, nil},
+		// The node list names hosts, addresses and versions and reads the
+		// registry: it needs a token. Load balancers and `coffer status`
+		// without a token get /v1/sys/leader, which says only whether this
+		// node leads and costs no database query.
+		{"GET", "/v1/sys/cluster", Op{"sys.cluster", "read"}, authenticated, a.clusterStatus, fixed("sys/cluster")},
+		{"GET", "/v1/sys/leader", Op{"sys.leader", ""}, public, a.leaderStatus, nil},
 	}
 }
 
@@ -28,4 +31,15 @@ func (a *API) clusterStatus(r *request) (any, error) {
 		}
 	}
 	return body, nil
+}
+
+// leaderBody is the wire shape of GET /v1/sys/leader.
+type leaderBody struct {
+	Clustered bool `json:"clustered"` // the storage is shared with other nodes
+	Leader    bool `json:"leader"`    // this node runs the background jobs
+}
+
+func (a *API) leaderStatus(r *request) (any, error) {
+	clustered, leader := a.core.ClusterLeader()
+	return leaderBody{Clustered: clustered, Leader: leader}, nil
 }

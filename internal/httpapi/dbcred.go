@@ -53,7 +53,7 @@ type DBConfigRequest struct {
 	// ConnectionURL may hold {{username}} and {{password}}; never a literal password.
 	ConnectionURL      string   `json:"connection_url"`
 	Username           string   `json:"username,omitempty"`
-	Password           *string  `json:"password,omitempty"` // omitted on update: keep the stored one
+	Password           *string  `json:"password,omitempty"` // omitted on update: keep the stored one (400 if host, port, TLS, user or database change)
 	AllowedRoles       []string `json:"allowed_roles,omitempty"`
 	MaxOpenConnections int      `json:"max_open_connections,omitempty"`
 	VerifyConnection   *bool    `json:"verify_connection,omitempty"` // default true
@@ -210,13 +210,16 @@ func (a *API) dbCreds(r *request) (any, error) {
 // dynamicError maps the errors of leases and database credentials.
 func dynamicError(err error) (int, string, string, bool) {
 	var (
-		ie *dbcred.InputError
-		te *dbcred.TemplateError
-		de *dbcred.DBError
+		ie  *dbcred.InputError
+		lie *lease.InputError
+		te  *dbcred.TemplateError
+		de  *dbcred.DBError
 	)
 	switch {
 	case errors.As(err, &ie):
 		return http.StatusBadRequest, "invalid_request", ie.Error(), true
+	case errors.As(err, &lie):
+		return http.StatusBadRequest, "invalid_request", lie.Error(), true
 	case errors.As(err, &te):
 		return http.StatusBadRequest, "invalid_request", te.Error(), true
 	case errors.As(err, &de):
@@ -227,7 +230,7 @@ func dynamicError(err error) (int, string, string, bool) {
 		return http.StatusConflict, "in_use", err.Error(), true
 	case errors.Is(err, dbcred.ErrRoleNotAllowed):
 		return http.StatusBadRequest, "role_not_allowed", err.Error(), true
-	case errors.Is(err, lease.ErrBadID):
+	case errors.Is(err, lease.ErrBadID), errors.Is(err, lease.ErrBadPrefix):
 		return http.StatusBadRequest, "invalid_request", err.Error(), true
 	case errors.Is(err, lease.ErrNotRenewable):
 		return http.StatusConflict, "not_renewable", err.Error(), true

@@ -144,8 +144,35 @@ func TestDynamicDBCredsAPI(t *testing.T) {
 	}
 
 	status, out = h.raw(t, "POST", "/v1/sys/leases/renew/"+leaseID, app, `{"increment":"30m"}`)
-	if status != 200 || out["ttl"].(float64) < 1700 {
+	if status != 200 || out["ttl"].(float64) < 1700 || out["capped"] != nil {
 		t.Errorf("renew = %d %v", status, out)
+	}
+	// Past max_ttl (1h): renewed to the maximum, and the answer says so.
+	status, out = h.raw(t, "POST", "/v1/sys/leases/renew/"+leaseID, app, `{"increment":"48h"}`)
+	if ws, _ := out["warnings"].([]any); status != 200 || out["capped"] != true || len(ws) != 1 || out["expires_at"] != out["max_expires_at"] {
+		t.Errorf("renew past max_ttl = %d %v", status, out)
+	}
+	// An increment beyond a year is the caller's mistake: 400, not 500.
+	status, out = h.raw(t, "POST", "/v1/sys/leases/renew/"+leaseID, app, `{"increment":"9000h"}`)
+	if status != 400 || !strings.Contains(jsonBody(t, out), "increment") {
+		t.Errorf("renew by 9000h = %d %v", status, out)
+	}
+	// Prefixes cover whole segments: "db/creds/r" would also reach role "ro".
+	for _, path := range []string{"/v1/sys/leases/revoke-prefix/db/creds/r", "/v1/sys/leases/list/db/creds/r"} {
+		method := "POST"
+		if strings.Contains(path, "/list/") {
+			method = "GET"
+		}
+		if status, out := h.raw(t, method, path, h.root, ""); status != 400 {
+			t.Errorf("%s %s = %d %v, want 400", method, path, status, out)
+		}
+	}
+	// Pointing the connection elsewhere needs the admin password again.
+	status, out = h.raw(t, "PUT", "/v1/db/config/pg", h.root, jsonBody(t, map[string]any{
+		"plugin": "postgresql", "connection_url": strings.Replace(dbURL, "127.0.0.1", "localhost", 1),
+		"allowed_roles": []string{"ro"}, "verify_connection": false}))
+	if status != 400 || !strings.Contains(jsonBody(t, out), "password") {
+		t.Errorf("config moved without password = %d %v", status, out)
 	}
 	status, out = h.raw(t, "GET", "/v1/sys/leases/list/db/creds/ro/", h.root, "")
 	if ids, _ := out["lease_ids"].([]any); status != 200 || len(ids) != 3 {

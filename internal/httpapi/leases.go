@@ -20,6 +20,10 @@ import (
 //	POST /v1/sys/leases/revoke-prefix/{id...}  admin on sys/leases/PREFIX
 //	GET  /v1/sys/leases/list/{id...}           list on sys/leases/PREFIX (?after=, ?limit=)
 //	GET  /v1/sys/leases/list                   list on sys/leases
+//
+// A PREFIX must end with "/" (400 otherwise), so it covers whole id
+// segments: a grant on sys/leases/db/creds/r/ never reaches the leases of
+// role "reporting", as a literal prefix "db/creds/r" would.
 func (a *API) leaseRoutes() []route {
 	idPath := func(r *request) string { return "sys/leases/" + r.PathValue("id") }
 	return []route{
@@ -43,6 +47,10 @@ type LeaseInfo struct {
 	Renewable    bool              `json:"renewable"`
 	RenewedAt    *time.Time        `json:"last_renewal,omitempty"`
 	Revocation   *lease.Revocation `json:"revocation,omitempty"`
+	// Capped (renew only) means the increment asked for would have run past
+	// max_expires_at, so the lease expires then instead; Warnings says so.
+	Capped   bool     `json:"capped,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 func leaseInfo(l *lease.Lease, now time.Time) LeaseInfo {
@@ -89,11 +97,17 @@ func (a *API) leaseRenew(r *request) (any, error) {
 	if _, err := a.leaseAccess(r, "lease.renew", "update"); err != nil {
 		return nil, err
 	}
-	l, err := a.core.Leases.Renew(r.ctx, r.PathValue("id"), time.Duration(in.Increment))
+	rn, err := a.core.Leases.Renew(r.ctx, r.PathValue("id"), time.Duration(in.Increment))
 	if err != nil {
 		return nil, err
 	}
-	return leaseInfo(l, time.Now()), nil
+	out := leaseInfo(rn.Lease, time.Now())
+	if rn.Capped {
+		out.Capped = true
+		out.Warnings = []string{"the increment was capped: the lease cannot be renewed past its max_expires_at (" +
+			rn.MaxExpiresAt.UTC().Format(time.RFC3339) + ")"}
+	}
+	return out, nil
 }
 
 // LeaseRevoked answers a revocation. Status "pending" (with HTTP 202)

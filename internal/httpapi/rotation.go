@@ -5,21 +5,32 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/coffer-dev/coffer/internal/rotation"
 )
 
+// prefixPolicyPath is the policy path that guards the rotation policy of
+// prefix: sys/rotation/prefixes/payments for "payments/" (policy paths
+// have no trailing slash). A prefix policy governs every secret under the
+// prefix, including secrets the caller may not touch, so setting one is an
+// administrator's operation on a reserved path, not an update of the
+// prefix string.
+func prefixPolicyPath(prefix string) string {
+	return "sys/rotation/prefixes/" + strings.TrimSuffix(prefix, "/")
+}
+
 // rotationRoutes are the rotation policies, on-demand and emergency rotation.
 func (a *API) rotationRoutes() []route {
-	prefixPath := func(r *request) string { return r.PathValue("prefix") }
+	prefixPath := func(r *request) string { return prefixPolicyPath(r.PathValue("prefix")) }
 	return []route{
 		{"GET", "/v1/rotation/secrets/{name...}", Op{"rotation.read", "read"}, authenticated, a.rotationStatus, nil},
 		{"PUT", "/v1/rotation/secrets/{name...}", Op{"rotation.write", "update"}, authenticated, a.putRotation, nil},
 		{"DELETE", "/v1/rotation/secrets/{name...}", Op{"rotation.delete", "update"}, authenticated, a.deleteRotation, nil},
 		{"GET", "/v1/rotation/prefixes", Op{"rotation.list-prefixes", "list"}, authenticated, a.listRotationPrefixes, fixed("sys/rotation/prefixes")},
 		{"GET", "/v1/rotation/prefixes/{prefix...}", Op{"rotation.read-prefix", "read"}, authenticated, a.getPrefixRotation, prefixPath},
-		{"PUT", "/v1/rotation/prefixes/{prefix...}", Op{"rotation.write-prefix", "update"}, authenticated, a.putPrefixRotation, prefixPath},
-		{"DELETE", "/v1/rotation/prefixes/{prefix...}", Op{"rotation.delete-prefix", "update"}, authenticated, a.deletePrefixRotation, prefixPath},
+		{"PUT", "/v1/rotation/prefixes/{prefix...}", Op{"rotation.write-prefix", "admin"}, authenticated, a.putPrefixRotation, prefixPath},
+		{"DELETE", "/v1/rotation/prefixes/{prefix...}", Op{"rotation.delete-prefix", "admin"}, authenticated, a.deletePrefixRotation, prefixPath},
 		{"POST", "/v1/rotate/{name...}", Op{"secret.rotate", "rotate"}, authenticated, a.rotateSecret, nil},
 		{"POST", "/v1/rotation/emergency", Op{"rotation.emergency", "rotate"}, authenticated, a.emergencyRotation, fixed("sys/rotation/emergency")},
 	}
@@ -54,13 +65,22 @@ func (in *RotationPolicyRequest) policy() rotation.Policy {
 }
 
 // readPolicyRequest decodes a policy and checks that the caller may read
-// every secret its rotator would read (an administrator credential).
-func (a *API) readPolicyRequest(r *request) (rotation.Policy, error) {
+// every secret its rotator would read (an administrator credential). For
+// a secret's own policy (name not empty) whose rotator sends its values
+// to a third party or reads other secrets, the caller must also be
+// allowed to read the secret: otherwise update would be enough to point
+// a webhook at one's own endpoint and receive the values.
+func (a *API) readPolicyRequest(r *request, name string) (rotation.Policy, error) {
 	var in RotationPolicyRequest
 	if err := decode(r, &in); err != nil {
 		return rotation.Policy{}, err
 	}
 	p := in.policy()
+	if name != "" && a.core.Rotation.NeedsRead(p) {
+		if err := a.authorize(r, "rotation.write", name, "read"); err != nil {
+			return p, fmt.Errorf("%w: the %s rotator hands the secret's values to a third party or reads other secrets, so setting it needs read on %s as well as update", err, p.Rotator, name)
+		}
+	}
 	for _, ref := range a.core.Rotation.References(p) {
 		if err := a.authorize(r, "rotation.write", ref, "read"); err != nil {
 			return p, fmt.Errorf("%w: the policy's rotator reads %s, which you may not read", err, ref)
@@ -74,7 +94,7 @@ func (a *API) rotationStatus(r *request) (any, error) {
 }
 
 func (a *API) putRotation(r *request) (any, error) {
-	p, err := a.readPolicyRequest(r)
+	p, err := a.readPolicyRequest(r, r.PathValue("name"))
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +121,7 @@ func (a *API) listRotationPrefixes(r *request) (any, error) {
 	}
 	visible := []string{}
 	for _, p := range all {
-		if a.authorize(r, "rotation.list-prefixes", p, "read") == nil {
+		if a.authorize(r, "rotation.list-prefixes", prefixPolicyPath(p), "read") == nil {
 			visible = append(visible, p)
 		}
 	}
@@ -117,7 +137,7 @@ func (a *API) getPrefixRotation(r *request) (any, error) {
 }
 
 func (a *API) putPrefixRotation(r *request) (any, error) {
-	p, err := a.readPolicyRequest(r)
+	p, err := a.readPolicyRequest(r, "")
 	if err != nil {
 		return nil, err
 	}

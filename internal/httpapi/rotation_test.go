@@ -22,7 +22,7 @@ func TestRotationAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Policy.Schedule != "every 30d" || st.Policy.Grace != "1h0m0s" || st.State == nil || st.State.NextDue == nil || st.Source != "secret" {
+	if st.Policy.Schedule != "every 30d" || st.Policy.Grace != "1h" || st.State == nil || st.State.NextDue == nil || st.Source != "secret" {
 		t.Fatalf("SetRotation = %+v", st)
 	}
 	res, err := h.c.Rotate(ctx, "prod/api-key", client.RotateOptions{})
@@ -130,6 +130,96 @@ path "sys/rotation/emergency" { capabilities = ["rotate"] }
 	}
 	if len(rep.Rotated) != 1 || rep.Rotated[0].Name != "team/a" || rep.Denied != 1 || len(rep.Failed) != 0 {
 		t.Fatalf("emergency report = %+v", rep)
+	}
+}
+
+// tokenWith returns a client whose token has only the policy text pol.
+func (h *harness) tokenWith(t *testing.T, name, pol string) *client.Client {
+	t.Helper()
+	ctx := context.Background()
+	if err := h.core.Policies.Put(ctx, name, pol, "test"); err != nil {
+		t.Fatalf("put policy: %v", err)
+	}
+	tok, _, err := h.core.Tokens.Create(ctx, token.CreateInput{DisplayName: name, Policies: []string{name}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := client.New(client.Config{Address: h.srv.URL, Token: tok})
+	return c
+}
+
+// TestWebhookPolicyNeedsRead: a webhook receives the secret's values, so
+// update alone must not let a caller point one at their own endpoint.
+func TestWebhookPolicyNeedsRead(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	h.c.PutText(ctx, "app/token", "the-value")
+	h.c.PutText(ctx, "app/other", "other-value")
+	writer := h.tokenWith(t, "writer", `path "app/token" { capabilities = ["update"] }`)
+	hook := client.RotationPolicy{Rotator: "webhook", Options: json.RawMessage(`{"url":"https://hooks.example.com/rotate"}`)}
+	var ce *client.Error
+	if _, err := writer.SetRotation(ctx, "app/token", hook); !errors.As(err, &ce) || ce.StatusCode != 403 {
+		t.Fatalf("webhook policy with update only = %v, want 403", err)
+	}
+	if _, err := writer.SetRotation(ctx, "app/token", client.RotationPolicy{Rotator: "password"}); err != nil {
+		t.Fatalf("password policy with update: %v", err)
+	}
+	reader := h.tokenWith(t, "reader-writer", `path "app/token" { capabilities = ["update", "read"] }`)
+	if _, err := reader.SetRotation(ctx, "app/token", hook); err != nil {
+		t.Fatalf("webhook policy with read and update: %v", err)
+	}
+	// Reading another secret through the rotator needs read on it and on the rotated secret.
+	h.c.Put(ctx, "app/admin", client.PutInput{JSON: json.RawMessage(`{"engine":"postgresql","host":"db","username":"admin","password":"pw"}`)})
+	refs := h.tokenWith(t, "refs", `
+path "app/other" { capabilities = ["update"] }
+path "app/admin" { capabilities = ["read"] }
+`)
+	db := client.RotationPolicy{Rotator: "postgresql", Options: json.RawMessage(`{"strategy":"alternating","master_secret":"app/admin","users":["a","b"]}`)}
+	if _, err := refs.SetRotation(ctx, "app/other", db); !errors.As(err, &ce) || ce.StatusCode != 403 {
+		t.Fatalf("alternating policy without read on the secret = %v, want 403", err)
+	}
+	// Private webhook addresses are refused unless the server allows them.
+	hook.Options = json.RawMessage(`{"url":"https://169.254.169.254/latest/meta-data"}`)
+	if _, err := h.c.SetRotation(ctx, "app/token", hook); !errors.As(err, &ce) || ce.StatusCode != 400 {
+		t.Fatalf("webhook to the metadata address = %v, want 400", err)
+	}
+}
+
+// TestPrefixPolicyNeedsAdmin: a prefix policy governs every secret under
+// the prefix, so it is authorized on sys/rotation/prefixes/PREFIX with
+// admin, not with update on the prefix string (which a deny on a secret
+// under it would not stop).
+func TestPrefixPolicyNeedsAdmin(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	h.c.PutText(ctx, "team/a", "a")
+	h.c.PutText(ctx, "team/locked", "l")
+	updater := h.tokenWith(t, "updater", `
+path "team/*" { capabilities = ["update", "read", "list"] }
+path "team/locked" { capabilities = ["deny"] }
+`)
+	var ce *client.Error
+	if _, err := updater.SetPrefixRotation(ctx, "team/", client.RotationPolicy{Rotator: "password"}); !errors.As(err, &ce) || ce.StatusCode != 403 {
+		t.Fatalf("prefix policy with update on the prefix = %v, want 403", err)
+	}
+	admin := h.tokenWith(t, "rotation-admin", `
+path "sys/rotation/prefixes/team" { capabilities = ["admin"] }
+path "sys/rotation/prefixes" { capabilities = ["list"] }
+`)
+	if _, err := admin.SetPrefixRotation(ctx, "team/", client.RotationPolicy{Rotator: "password"}); err != nil {
+		t.Fatalf("prefix policy with admin on sys/rotation/prefixes/team: %v", err)
+	}
+	if pr, err := admin.RotationPrefixes(ctx); err != nil || len(pr) != 1 {
+		t.Fatalf("RotationPrefixes = %v, %v", pr, err)
+	}
+	if err := updater.DeletePrefixRotation(ctx, "team/"); !errors.As(err, &ce) || ce.StatusCode != 403 {
+		t.Fatalf("delete prefix policy with update = %v, want 403", err)
+	}
+	if _, err := h.c.SetPrefixRotation(ctx, "tea", client.RotationPolicy{Rotator: "password"}); !errors.As(err, &ce) || ce.StatusCode != 400 {
+		t.Fatalf("prefix without a trailing slash = %v, want 400", err)
+	}
+	if err := admin.DeletePrefixRotation(ctx, "team/"); err != nil {
+		t.Fatal(err)
 	}
 }
 

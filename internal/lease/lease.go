@@ -69,7 +69,19 @@ var (
 	ErrBadID = errors.New("lease id must be 1 to 512 characters of A-Z a-z 0-9 _ . - separated by single slashes")
 	// ErrNoRevoker means no revoker is registered for the lease's kind.
 	ErrNoRevoker = errors.New("no revoker registered for this lease kind")
+	// ErrBadPrefix means a prefix given to List or RevokePrefix does not end
+	// with "/": a prefix covers whole id segments, so "db/creds/r" cannot
+	// reach the leases of role "reporting".
+	ErrBadPrefix = errors.New(`lease prefix must end with "/" so that it covers whole id segments, e.g. db/creds/ROLE/`)
 )
+
+// InputError reports a bad argument, such as a renewal increment out of range.
+type InputError struct {
+	Field string
+	Msg   string
+}
+
+func (e *InputError) Error() string { return e.Field + ": " + e.Msg }
 
 // PendingError is returned when a revocation failed and was scheduled for
 // a retry. The lease stays in storage until a retry succeeds.
@@ -232,7 +244,8 @@ func (m *Manager) revoker(kind string) Revoker {
 	return m.revokers[kind]
 }
 
-// CheckID validates a lease id or id prefix. A prefix may end with "/".
+// CheckID validates a lease id or id prefix. A prefix may end with "/";
+// List and RevokePrefix also require it to (see CheckPrefix).
 func CheckID(id string, prefix bool) error {
 	if id == "" || len(id) > MaxIDLen {
 		return ErrBadID
@@ -252,6 +265,19 @@ func CheckID(id string, prefix bool) error {
 				return ErrBadID
 			}
 		}
+	}
+	return nil
+}
+
+// CheckPrefix validates a prefix for List and RevokePrefix: a valid id
+// prefix that ends with "/", so that it matches whole segments. It returns
+// ErrBadID or ErrBadPrefix.
+func CheckPrefix(prefix string) error {
+	if err := CheckID(prefix, true); err != nil {
+		return err
+	}
+	if !strings.HasSuffix(prefix, "/") {
+		return ErrBadPrefix
 	}
 	return nil
 }
@@ -363,14 +389,15 @@ func (m *Manager) Lookup(ctx context.Context, id string) (*Lease, error) {
 }
 
 // List returns up to limit lease ids that start with prefix and sort after
-// after, and the cursor of the next page ("" at the end). limit <= 0 or
-// above 1000 means 100.
+// after, and the cursor of the next page ("" at the end). prefix is "" (all
+// leases) or ends with "/" (ErrBadPrefix otherwise). limit <= 0 or above
+// 1000 means 100.
 func (m *Manager) List(ctx context.Context, prefix, after string, limit int) ([]string, string, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
 	if prefix != "" {
-		if err := CheckID(prefix, true); err != nil {
+		if err := CheckPrefix(prefix); err != nil {
 			return nil, "", err
 		}
 	}
@@ -393,12 +420,23 @@ func (m *Manager) List(ctx context.Context, prefix, after string, limit int) ([]
 	return ids, next, nil
 }
 
+// Renewal is what Renew did: the renewed lease, and whether the expiry
+// asked for was cut back to the lease's maximum.
+type Renewal struct {
+	*Lease
+	// Capped means the increment would have run past MaxExpiresAt, so the
+	// lease now expires at MaxExpiresAt instead: sooner than asked.
+	Capped bool
+}
+
 // Renew extends a renewable lease by increment (0: its TTL) from now,
-// never past its maximum, and returns it. A registered Renewer is told
-// first; if it fails the lease is unchanged.
-func (m *Manager) Renew(ctx context.Context, id string, increment time.Duration) (*Lease, error) {
+// never past its maximum (the Renewal says when it was capped), and returns
+// it. An increment below 0 or above MaxTTL is an *InputError for field
+// "increment". A registered Renewer is told first; if it fails the lease is
+// unchanged.
+func (m *Manager) Renew(ctx context.Context, id string, increment time.Duration) (*Renewal, error) {
 	if increment < 0 || increment > MaxTTL {
-		return nil, fmt.Errorf("increment must be between 0 and %s", MaxTTL)
+		return nil, &InputError{Field: "increment", Msg: fmt.Sprintf("must be between 0 (the lease's ttl) and %s", MaxTTL)}
 	}
 	l, err := m.Lookup(ctx, id)
 	if err != nil {
@@ -417,7 +455,8 @@ func (m *Manager) Renew(ctx context.Context, id string, increment time.Duration)
 		increment = l.TTL
 	}
 	exp := now.Add(increment)
-	if exp.After(l.MaxExpiresAt) {
+	capped := exp.After(l.MaxExpiresAt)
+	if capped {
 		exp = l.MaxExpiresAt
 	}
 	if rn, ok := m.revoker(l.Kind).(Renewer); ok {
@@ -442,7 +481,7 @@ func (m *Manager) Renew(ctx context.Context, id string, increment time.Duration)
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	return &Renewal{Lease: out, Capped: capped}, nil
 }
 
 // Revoke revokes one lease now. It returns nil once the revoker succeeded
@@ -477,9 +516,11 @@ type Result struct {
 	Pending int `json:"pending"`
 }
 
-// RevokePrefix revokes every lease whose id starts with prefix.
+// RevokePrefix revokes every lease whose id starts with prefix, which must
+// end with "/" (ErrBadPrefix otherwise): "db/creds/r/" revokes the leases
+// of role r, never those of role "reporting".
 func (m *Manager) RevokePrefix(ctx context.Context, prefix string) (Result, error) {
-	if err := CheckID(prefix, true); err != nil {
+	if err := CheckPrefix(prefix); err != nil {
 		return Result{}, err
 	}
 	return m.revokeListed(ctx, recordPrefix+prefix, "prefix")

@@ -104,21 +104,21 @@ func TestCreateLookupRenew(t *testing.T) {
 		t.Fatalf("Lookup = %+v, %v", got, err)
 	}
 	c.advance(30 * time.Minute)
-	got, err = m.Renew(ctx, l.ID, 0)
+	rn, err := m.Renew(ctx, l.ID, 0)
 	if err != nil {
 		t.Fatalf("Renew: %v", err)
 	}
-	if want := c.now().Add(time.Hour); !got.ExpiresAt.Equal(want) {
-		t.Errorf("renewed expiry = %v, want %v", got.ExpiresAt, want)
+	if want := c.now().Add(time.Hour); !rn.ExpiresAt.Equal(want) || rn.Capped {
+		t.Errorf("renewed expiry = %v (capped %v), want %v", rn.ExpiresAt, rn.Capped, want)
 	}
-	if r.renewed[l.ID] != got.ExpiresAt {
-		t.Errorf("renewer told %v, want %v", r.renewed[l.ID], got.ExpiresAt)
+	if r.renewed[l.ID] != rn.ExpiresAt {
+		t.Errorf("renewer told %v, want %v", r.renewed[l.ID], rn.ExpiresAt)
 	}
-	// Renewals stop at the maximum.
+	// Renewals stop at the maximum, and say so.
 	c.advance(time.Hour - time.Minute)
-	got, err = m.Renew(ctx, l.ID, 10*time.Hour)
-	if err != nil || !got.ExpiresAt.Equal(l.MaxExpiresAt) {
-		t.Fatalf("Renew past max = %v, %v; want %v", got.ExpiresAt, err, l.MaxExpiresAt)
+	rn, err = m.Renew(ctx, l.ID, 10*time.Hour)
+	if err != nil || !rn.ExpiresAt.Equal(l.MaxExpiresAt) || !rn.Capped {
+		t.Fatalf("Renew past max = %v (capped %v), %v; want %v, capped", rn.ExpiresAt, rn.Capped, err, l.MaxExpiresAt)
 	}
 	// The old expiry index entry is gone: nothing expires at the old time.
 	c.advance(time.Hour)
@@ -257,6 +257,54 @@ func TestUnregisteredKindIsRetried(t *testing.T) {
 	got, _ := m.Lookup(ctx, l.ID)
 	if got.Revocation == nil || got.Revocation.Reason != "expired" {
 		t.Errorf("revocation = %+v", got.Revocation)
+	}
+}
+
+// TestRenewIncrementBounds: an increment out of range is the caller's
+// mistake (an *InputError naming "increment", a 400 over HTTP), not a 500.
+func TestRenewIncrementBounds(t *testing.T) {
+	ctx := context.Background()
+	m, _, _, _ := newManager(t, lease.Config{})
+	l := create(t, m, lease.Input{Renewable: true, MaxTTL: 2 * time.Hour})
+	for _, inc := range []time.Duration{-time.Hour, -1, lease.MaxTTL + 1, 10 * lease.MaxTTL} {
+		_, err := m.Renew(ctx, l.ID, inc)
+		var ie *lease.InputError
+		if !errors.As(err, &ie) || ie.Field != "increment" {
+			t.Errorf("Renew(%v) = %v, want an InputError for increment", inc, err)
+		}
+	}
+	for _, inc := range []time.Duration{0, time.Second, lease.MaxTTL} {
+		if _, err := m.Renew(ctx, l.ID, inc); err != nil {
+			t.Errorf("Renew(%v) = %v", inc, err)
+		}
+	}
+}
+
+// TestPrefixMustEndWithSlash: "test/creds/r" would also reach role
+// "reporting"; prefixes cover whole segments only.
+func TestPrefixMustEndWithSlash(t *testing.T) {
+	ctx := context.Background()
+	m, _, _, _ := newManager(t, lease.Config{})
+	keep := create(t, m, lease.Input{Prefix: "test/creds/reporting"})
+	for _, p := range []string{"test/creds/r", "test/creds/reporting", "test", keep.ID} {
+		if _, err := m.RevokePrefix(ctx, p); !errors.Is(err, lease.ErrBadPrefix) {
+			t.Errorf("RevokePrefix(%q) = %v, want ErrBadPrefix", p, err)
+		}
+		if _, _, err := m.List(ctx, p, "", 0); !errors.Is(err, lease.ErrBadPrefix) {
+			t.Errorf("List(%q) = %v, want ErrBadPrefix", p, err)
+		}
+	}
+	if _, err := m.Lookup(ctx, keep.ID); err != nil {
+		t.Fatalf("lease after refused prefixes: %v", err)
+	}
+	if res, err := m.RevokePrefix(ctx, "test/creds/r/"); err != nil || res.Revoked != 0 {
+		t.Errorf(`RevokePrefix("test/creds/r/") = %+v, %v; want nothing revoked`, res, err)
+	}
+	if ids, _, err := m.List(ctx, "", "", 0); err != nil || len(ids) != 1 {
+		t.Errorf(`List("") = %v, %v`, ids, err)
+	}
+	if res, err := m.RevokePrefix(ctx, "test/creds/reporting/"); err != nil || res.Revoked != 1 {
+		t.Errorf("RevokePrefix of the role = %+v, %v", res, err)
 	}
 }
 

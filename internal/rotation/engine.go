@@ -17,6 +17,7 @@
 package rotation
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -51,6 +52,11 @@ var (
 	errCancelled = errors.New("rotation cancelled")
 )
 
+// DefaultStepTimeout bounds each step of a rotation unless
+// Config.StepTimeout says otherwise; rotators' own timeouts (a webhook's)
+// are capped at it.
+const DefaultStepTimeout = 2 * time.Minute
+
 // Store is what the engine needs from the barrier.
 type Store interface {
 	Get(ctx context.Context, key string) ([]byte, error)
@@ -74,7 +80,7 @@ type Config struct {
 	Batch       int           // due secrets taken per RunDue (default 16): catch-up is spread over ticks
 	Concurrency int           // rotations run at once by RunDue and Emergency (default 2)
 	LeaseTTL    time.Duration // a runner's lease, renewed while it works (default 30s)
-	StepTimeout time.Duration // bound on each step (default 2m)
+	StepTimeout time.Duration // bound on each step (default DefaultStepTimeout)
 	RetryMin    time.Duration // first retry delay, doubled per attempt (default 30s)
 	RetryMax    time.Duration // longest retry delay (default 1h)
 	SyncEvery   time.Duration // how often RunDue enrols secrets under prefix policies (default 5m)
@@ -114,7 +120,7 @@ func New(cfg Config) *Engine {
 		}
 	}
 	def(&cfg.LeaseTTL, 30*time.Second)
-	def(&cfg.StepTimeout, 2*time.Minute)
+	def(&cfg.StepTimeout, DefaultStepTimeout)
 	def(&cfg.RetryMin, 30*time.Second)
 	def(&cfg.RetryMax, time.Hour)
 	def(&cfg.SyncEvery, 5*time.Minute)
@@ -165,19 +171,56 @@ func (e *Engine) SetPolicy(ctx context.Context, name string, p Policy, actor str
 	if m.DeletedAt != nil {
 		return nil, secret.ErrDeleted
 	}
-	return e.putPolicy(ctx, policyPrefix+name, name, p, actor, func(tx storage.Tx, sch Schedule, p *Policy) error {
+	return e.putPolicy(ctx, policyPrefix+name, name, p, actor, func(tx storage.Tx, sch Schedule, prev, p *Policy) error {
+		st, err := readState(tx, name)
+		if err != nil {
+			return err
+		}
+		if st != nil && st.inFlight() {
+			// The rotation in flight continues with whatever policy
+			// governs the secret when it resumes; a different rotator or
+			// options would roll back what the old one set on the target.
+			gov := prev
+			if st.Source != "secret" {
+				if gov, err = governingTx(tx, st.Source); err != nil {
+					return err
+				}
+			}
+			if !sameRotator(gov, p) {
+				return fmt.Errorf("%w: a rotation of %s is in progress; wait for it or cancel it (coffer secret rotate %s --cancel) before changing its rotator or options", ErrBusy, name, name)
+			}
+		}
 		return e.enrolTx(tx, name, "secret", p, sch, true)
 	})
+}
+
+// governingTx reads the prefix policy a state's source ("prefix:P")
+// names, or returns nil.
+func governingTx(tx storage.Tx, source string) (*Policy, error) {
+	prefix, ok := strings.CutPrefix(source, "prefix:")
+	if !ok {
+		return nil, nil
+	}
+	return readPolicy(tx.Get, prefixPrefix+prefix)
+}
+
+// sameRotator reports whether a and b rotate the same way: the same
+// rotator with the same (normalised) options. Schedules may differ.
+func sameRotator(a, b *Policy) bool {
+	return a != nil && b != nil && a.Rotator == b.Rotator && bytes.Equal(a.Options, b.Options)
 }
 
 // SetPrefixPolicy stores a policy for every secret under prefix that has
 // no policy of its own (the longest matching prefix wins). Secrets under it
 // are enrolled now and, for secrets created later, by RunDue within SyncEvery.
 func (e *Engine) SetPrefixPolicy(ctx context.Context, prefix string, p Policy, actor string) (*Policy, error) {
-	if prefix == "" {
-		return nil, invalid("prefix", "must not be empty")
+	if prefix == "" || !strings.HasSuffix(prefix, "/") {
+		return nil, invalid("prefix", "must end in \"/\" (payments/, not payments): a policy for \"pay\" would also govern \"payroll/...\"")
 	}
 	if err := secret.ValidatePrefix(prefix); err != nil {
+		return nil, err
+	}
+	if err := e.checkPrefixChange(ctx, prefix, p); err != nil {
 		return nil, err
 	}
 	out, err := e.putPolicy(ctx, prefixPrefix+prefix, prefix, p, actor, nil)
@@ -190,7 +233,10 @@ func (e *Engine) SetPrefixPolicy(ctx context.Context, prefix string, p Policy, a
 	return out, nil
 }
 
-func (e *Engine) putPolicy(ctx context.Context, key, subject string, p Policy, actor string, enrol func(storage.Tx, Schedule, *Policy) error) (*Policy, error) {
+// putPolicy checks p with its rotator and stores it at key; enrol, when
+// set, runs in the same transaction with the policy stored before (or
+// nil) and the new one.
+func (e *Engine) putPolicy(ctx context.Context, key, subject string, p Policy, actor string, enrol func(tx storage.Tx, sch Schedule, prev, np *Policy) error) (*Policy, error) {
 	now := e.now()
 	sch, err := p.validate(now)
 	if err != nil {
@@ -203,9 +249,11 @@ func (e *Engine) putPolicy(ctx context.Context, key, subject string, p Policy, a
 	var out *Policy
 	err = e.store.Update(ctx, func(tx storage.Tx) error {
 		var old json.RawMessage
-		if prev, err := readPolicy(tx.Get, key); err != nil {
+		prev, err := readPolicy(tx.Get, key)
+		if err != nil {
 			return err
-		} else if prev != nil && prev.Rotator == p.Rotator {
+		}
+		if prev != nil && prev.Rotator == p.Rotator {
 			old = prev.Options
 		}
 		opts, err := rot.Check(p.Options, old, PolicyInfo{Name: subject, Grace: time.Duration(p.Grace)})
@@ -222,7 +270,7 @@ func (e *Engine) putPolicy(ctx context.Context, key, subject string, p Policy, a
 			return err
 		}
 		if enrol != nil {
-			if err := enrol(tx, sch, &np); err != nil {
+			if err := enrol(tx, sch, prev, &np); err != nil {
 				return err
 			}
 		}
@@ -317,9 +365,79 @@ func (e *Engine) DeletePolicy(ctx context.Context, name string) error {
 	})
 }
 
+// checkPrefixChange refuses a prefix policy that would change the rotator
+// or options of a rotation in flight under prefix: the rotation resumes
+// with whatever policy governs the secret then, and a different rotator
+// would roll back on the target what the first one set there. The check
+// runs before the write, so a rotation starting in between is not seen;
+// rotations start rarely enough for that window not to matter in practice.
+func (e *Engine) checkPrefixChange(ctx context.Context, prefix string, p Policy) error {
+	prev, err := readPolicy(func(k string) ([]byte, error) { return e.store.Get(ctx, k) }, prefixPrefix+prefix)
+	if err != nil {
+		return err
+	}
+	if prev != nil && prev.Rotator == p.Rotator {
+		if rot, ok := e.cfg.Rotators[p.Rotator]; ok {
+			opts, err := rot.Check(p.Options, prev.Options, PolicyInfo{Name: prefix, Grace: time.Duration(p.Grace)})
+			if err != nil {
+				return err
+			}
+			if bytes.Equal(opts, prev.Options) {
+				return nil // same rotator and options: only the schedule changes
+			}
+		}
+	}
+	// Rotations governed by this prefix's policy, or by a shorter prefix's
+	// that this one now overrides.
+	name, err := e.inFlightUnder(ctx, prefix, func(source string) bool {
+		p, ok := strings.CutPrefix(source, "prefix:")
+		return ok && len(p) <= len(prefix)
+	})
+	if err != nil || name == "" {
+		return err
+	}
+	return fmt.Errorf("%w: a rotation of %s is in progress under %s; wait for it or cancel it (coffer secret rotate %s --cancel) before changing the rotator or options that govern it", ErrBusy, name, prefix, name)
+}
+
+// inFlightUnder returns a secret under prefix whose rotation is in flight
+// and whose state's source satisfies match, or "".
+func (e *Engine) inFlightUnder(ctx context.Context, prefix string, match func(source string) bool) (string, error) {
+	after := ""
+	for {
+		keys, err := e.store.List(ctx, statePrefix+prefix, after, 500)
+		if err != nil || len(keys) == 0 {
+			return "", err
+		}
+		after = keys[len(keys)-1]
+		for _, k := range keys {
+			st, err := e.getState(ctx, strings.TrimPrefix(k, statePrefix))
+			if err != nil {
+				return "", err
+			}
+			if st != nil && st.inFlight() && match(st.Source) {
+				return st.Name, nil
+			}
+		}
+	}
+}
+
 // DeletePrefixPolicy removes a prefix policy. Secrets it governed leave
-// the schedule when next due (or move to a shorter prefix's policy).
+// the schedule when next due (or move to a shorter prefix's policy). A
+// rotation in flight under it must finish or be cancelled first: it
+// would otherwise be resumed without a policy, or with another one.
 func (e *Engine) DeletePrefixPolicy(ctx context.Context, prefix string) error {
+	if _, err := e.store.Get(ctx, prefixPrefix+prefix); errors.Is(err, storage.ErrNotFound) {
+		return ErrNoPolicy
+	} else if err != nil {
+		return err
+	}
+	name, err := e.inFlightUnder(ctx, prefix, func(source string) bool { return source == "prefix:"+prefix })
+	if err != nil {
+		return err
+	}
+	if name != "" {
+		return fmt.Errorf("%w: a rotation of %s under this prefix is in progress; wait for it or cancel it first (coffer secret rotate %s --cancel)", ErrBusy, name, name)
+	}
 	return e.store.Update(ctx, func(tx storage.Tx) error {
 		if _, err := tx.Get(prefixPrefix + prefix); errors.Is(err, storage.ErrNotFound) {
 			return ErrNoPolicy
@@ -402,6 +520,18 @@ func (e *Engine) References(p Policy) []string {
 		return r.References(p.Options)
 	}
 	return nil
+}
+
+// NeedsRead reports whether setting p is as good as reading the secret
+// it governs, so that whoever sets it must be allowed to read the secret:
+// its rotator sends the values to a third party (Discloser) or reads other
+// secrets (Referencer). The policy need not be valid.
+func (e *Engine) NeedsRead(p Policy) bool {
+	rot := e.cfg.Rotators[p.Rotator]
+	if d, ok := rot.(Discloser); ok && d.DisclosesValues() {
+		return true
+	}
+	return len(e.References(p)) > 0
 }
 
 // RotatorNames lists the configured rotators.
@@ -546,9 +676,16 @@ func (l *lease) stopRenewing() {
 	<-l.done
 }
 
-// release applies fn and gives the lease up in the same write.
+// release applies fn and gives the lease up in the same write. It writes
+// even when ctx is done (shutdown, lost leadership), so that the next
+// runner need not wait for the lease to expire.
 func (l *lease) release(ctx context.Context, fn func(st *State) error) (*State, error) {
 	l.stopRenewing()
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), l.e.cfg.LeaseTTL)
+		defer cancel()
+	}
 	return l.e.change(ctx, l.name, l.owner, func(st *State) error {
 		if fn != nil {
 			if err := fn(st); err != nil {

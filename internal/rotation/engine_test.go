@@ -732,3 +732,214 @@ func TestPasswordFieldOfJSON(t *testing.T) {
 		t.Fatalf("rotated value = %v", obj)
 	}
 }
+
+// blockingRotator's Set waits for its context to end while block is set,
+// as a call to a slow target does when the server shuts down.
+type blockingRotator struct {
+	targetRotator
+	block   *bool
+	started chan struct{}
+}
+
+func (r blockingRotator) Set(ctx context.Context, j *Job) error {
+	if *r.block {
+		r.started <- struct{}{}
+		<-ctx.Done()
+		return fmt.Errorf("target call: %v", ctx.Err()) // not wrapped, as real clients often do
+	}
+	return r.targetRotator.Set(ctx, j)
+}
+
+// TestShutdownIsNotAFailedAttempt: a rotation interrupted by shutdown (or
+// lost leadership) releases its lease without counting an attempt, and
+// the next runner resumes it.
+func TestShutdownIsNotAFailedAttempt(t *testing.T) {
+	block := true
+	started := make(chan struct{}, 1)
+	h := newHarness(t, false, func(c *Config) {
+		c.Rotators["blocking"] = nil // named now for the metrics; set below, once the target exists
+	})
+	h.engine.cfg.Rotators["blocking"] = blockingRotator{targetRotator: targetRotator{tg: h.tg}, block: &block, started: started}
+	h.put("s/db", "initial-password")
+	h.policy("s/db", Policy{Schedule: "every 1d", Rotator: "blocking", MaxAttempts: 1})
+	h.clock.Advance(25 * time.Hour)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := h.engine.RunDue(ctx); done <- err }()
+	<-started
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("RunDue after shutdown = %v", err)
+	}
+	st, err := h.engine.getState(context.Background(), "s/db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Attempt != 0 || st.Status != StatusRotating || st.Step != StepSet || st.LeaseOwner != "" || st.LastError != "" || st.Failures != 0 {
+		t.Fatalf("state after shutdown = %+v, want in flight at set, no attempt counted, lease released", st)
+	}
+	if n := h.attempts("blocking", OutcomeError) + h.attempts("blocking", OutcomeFailed); n != 0 {
+		t.Fatalf("%d failed attempts counted for a shutdown", n)
+	}
+	for _, op := range h.auditOps() {
+		if strings.HasSuffix(op, ":500") {
+			t.Fatalf("audit records after shutdown: %v", h.auditOps())
+		}
+	}
+	// The next runner (here, the same engine after a restart) resumes at once.
+	block = false
+	h.runDue()
+	if v := h.current("s/db"); v.Version != 2 || !h.tg.works(string(v.Data)) {
+		t.Fatalf("after resuming: current v%d", v.Version)
+	}
+}
+
+func TestPrefixMustEndInSlash(t *testing.T) {
+	h := newHarness(t, false, nil)
+	_, err := h.engine.SetPrefixPolicy(context.Background(), "pay", Policy{Rotator: "password"}, "t")
+	var ve *secret.ValidationError
+	if !errors.As(err, &ve) || ve.Field != "prefix" {
+		t.Fatalf("SetPrefixPolicy(pay) = %v, want a validation error on prefix", err)
+	}
+}
+
+// TestPolicyChangesWaitForRotationInFlight: deleting a prefix policy or
+// changing the rotator that governs a rotation in flight would leave the
+// target with a credential Coffer rolls back; both wait until it ends.
+func TestPolicyChangesWaitForRotationInFlight(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, false, nil)
+	h.put("p/s", "initial-password")
+	if _, err := h.engine.SetPrefixPolicy(ctx, "p/", Policy{Rotator: "target"}, "t"); err != nil {
+		t.Fatal(err)
+	}
+	h.tg.failTest = 1
+	if st, err := h.engine.Rotate(ctx, "p/s", RotateOptions{}); err != nil || st.Status != StatusRetrying {
+		t.Fatalf("Rotate = %+v, %v; want retrying", st, err)
+	}
+	if err := h.engine.DeletePrefixPolicy(ctx, "p/"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("DeletePrefixPolicy during a rotation = %v, want ErrBusy", err)
+	}
+	if _, err := h.engine.SetPrefixPolicy(ctx, "p/", Policy{Rotator: "password"}, "t"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("changing the prefix's rotator during a rotation = %v, want ErrBusy", err)
+	}
+	if _, err := h.engine.SetPrefixPolicy(ctx, "p/", Policy{Rotator: "target", Options: json.RawMessage(`{"length":12}`)}, "t"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("changing the prefix's options during a rotation = %v, want ErrBusy", err)
+	}
+	if _, err := h.engine.SetPolicy(ctx, "p/s", Policy{Rotator: "password"}, "t"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("a secret policy overriding the prefix during a rotation = %v, want ErrBusy", err)
+	}
+	// The schedule may change.
+	if _, err := h.engine.SetPrefixPolicy(ctx, "p/", Policy{Rotator: "target", Schedule: "every 7d"}, "t"); err != nil {
+		t.Fatalf("changing only the schedule: %v", err)
+	}
+	// The rotation finishes with the rotator it started with.
+	h.clock.Advance(2 * time.Hour)
+	h.runDue()
+	if v := h.current("p/s"); v.Version != 2 || !h.tg.works(string(v.Data)) {
+		t.Fatalf("after the retry: v%d", v.Version)
+	}
+	if err := h.engine.DeletePrefixPolicy(ctx, "p/"); err != nil {
+		t.Fatalf("DeletePrefixPolicy after the rotation: %v", err)
+	}
+
+	// A secret's own policy.
+	h.put("o/s", "own-initial")
+	h.tg.valid["own-initial"] = true
+	h.policy("o/s", Policy{Rotator: "target"})
+	h.tg.failTest = 1
+	if st, err := h.engine.Rotate(ctx, "o/s", RotateOptions{}); err != nil || st.Status != StatusRetrying {
+		t.Fatalf("Rotate = %+v, %v; want retrying", st, err)
+	}
+	if _, err := h.engine.SetPolicy(ctx, "o/s", Policy{Rotator: "password"}, "t"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("changing the rotator during a rotation = %v, want ErrBusy", err)
+	}
+	if _, err := h.engine.SetPolicy(ctx, "o/s", Policy{Rotator: "target", Schedule: "every 30d"}, "t"); err != nil {
+		t.Fatalf("changing only the schedule: %v", err)
+	}
+}
+
+func TestParseDurationBounds(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"1d12h", 36 * time.Hour, true},
+		{"2w", 14 * 24 * time.Hour, true},
+		{"36500d", 36500 * 24 * time.Hour, true},
+		{"30502w", 0, false}, // ~585 years: used to wrap around to about 10 days
+		{"100000d", 0, false},
+		{"5215w", 0, false}, // just over 100 years
+		{"36500d1h", 0, false},
+		{"9000000h", 0, false},
+		{"-1d", 0, false},
+		{"1x", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := ParseDuration(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v (ok %v)", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestDurationUnmarshalError(t *testing.T) {
+	for _, in := range []string{`{"grace":"soon"}`, `{"grace":true}`, `{"grace":"30502w"}`, `{"grace":99999999999999}`} {
+		var v struct {
+			Grace Duration `json:"grace"`
+		}
+		err := json.Unmarshal([]byte(in), &v)
+		var te *json.UnmarshalTypeError
+		if !errors.As(err, &te) || te.Field != "grace" || !strings.HasPrefix(te.Value, "a duration") {
+			t.Errorf("Unmarshal(%s) = %#v, want an UnmarshalTypeError on grace whose value starts with \"a duration\"", in, err)
+		}
+	}
+}
+
+func TestFormatDuration(t *testing.T) {
+	tests := []struct {
+		in   time.Duration
+		want string
+	}{
+		{0, "0s"}, {2 * time.Hour, "2h"}, {24 * time.Hour, "1d"}, {36 * time.Hour, "1d12h"},
+		{90 * time.Minute, "1h30m"}, {90 * time.Second, "1m30s"}, {200 * time.Millisecond, "200ms"},
+		{30 * 24 * time.Hour, "30d"},
+	}
+	for _, tt := range tests {
+		got := FormatDuration(tt.in)
+		if got != tt.want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", tt.in, got, tt.want)
+		}
+		if back, err := ParseDuration(got); err != nil || back != tt.in {
+			t.Errorf("ParseDuration(FormatDuration(%v)) = %v, %v", tt.in, back, err)
+		}
+	}
+}
+
+func TestScheduleErrorsNameTheProblem(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"61 * * * *", "minute field"},
+		{"0 24 * * *", "hour field"},
+		{"0 3 0 * *", "day-of-month field"},
+		{"0 3 * 13 *", "month field"},
+		{"0 3 * * 8", "day-of-week field"},
+		{"0-61/5 * * * *", "minute field"},
+	}
+	for _, tt := range tests {
+		_, err := ParseSchedule(tt.in)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("ParseSchedule(%q) = %v, want an error naming the %s", tt.in, err, tt.want)
+		}
+	}
+}
+
+func TestOptionTypeErrorNamesTheOption(t *testing.T) {
+	h := newHarness(t, false, nil)
+	h.put("v/s", "value")
+	_, err := h.engine.SetPolicy(context.Background(), "v/s", Policy{Rotator: "password", Options: json.RawMessage(`{"length":"abc"}`)}, "t")
+	var ve *secret.ValidationError
+	if !errors.As(err, &ve) || ve.Field != "options.length" || !strings.Contains(ve.Msg, "whole number") || strings.Contains(err.Error(), "Go struct") {
+		t.Fatalf("SetPolicy with length \"abc\" = %v, want a validation error on options.length", err)
+	}
+}

@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"strings"
+	"unicode"
 
 	"github.com/coffer-dev/coffer/internal/rotation/password"
 	"github.com/coffer-dev/coffer/internal/secret"
@@ -21,12 +24,75 @@ func DecodeOptions(raw json.RawMessage, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return invalid("options", "%s", err.Error())
+		return optionsError(err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return invalid("options", "have data after the JSON object")
 	}
 	return nil
+}
+
+// optionsError turns a decoding error into a validation error that names
+// the option, without Go's type names: `options.length must be a whole
+// number, not a string`.
+func optionsError(err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		var path []string
+		for seg := range strings.SplitSeq(te.Field, ".") {
+			if seg != "" && !unicode.IsUpper(rune(seg[0])) { // skip embedded Go struct names
+				path = append(path, seg)
+			}
+		}
+		field := strings.Join(append([]string{"options"}, path...), ".")
+		if strings.HasPrefix(te.Value, "a duration") {
+			return invalid(field, "must be %s", te.Value)
+		}
+		return invalid(field, "must be %s, not %s", jsonKind(te.Type), article(te.Value))
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return invalid("options", "are not valid JSON: %v", err)
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return invalid("options", "unknown option %s", name)
+	}
+	return invalid("options", "%s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// jsonKind describes the JSON a Go type takes.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "another type"
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return "another type"
+}
+
+// article puts "a"/"an" before a JSON kind as encoding/json names it
+// ("string", "number", "array", "object", "bool", "number 1.5").
+func article(v string) string {
+	switch {
+	case v == "":
+		return "that value"
+	case strings.ContainsAny(v[:1], "aeiou"):
+		return "an " + v
+	}
+	return "a " + v
 }
 
 // PasswordOptions configure the password rotator.

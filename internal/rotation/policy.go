@@ -3,6 +3,7 @@ package rotation
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -58,31 +59,47 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 	return json.Marshal(FormatDuration(time.Duration(d)))
 }
 
-// UnmarshalJSON reads a duration string (or a number of seconds).
+// MaxDuration bounds every duration ParseDuration accepts (100 years),
+// far below where time.Duration would overflow.
+const MaxDuration = 100 * 365 * 24 * time.Hour
+
+// durationTypeError is what UnmarshalJSON returns for a bad duration;
+// encoding/json fills in the field, and the API turns it into
+// `field "grace" must be a duration like "1h" or "30d"`.
+func durationTypeError() error {
+	return &json.UnmarshalTypeError{Value: "a duration like \"1h\" or \"30d\"", Type: reflect.TypeFor[Duration]()}
+}
+
+// UnmarshalJSON reads a duration string (or a number of seconds). Bad
+// input gives a *json.UnmarshalTypeError whose Value starts with "a duration".
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
 		var n int64
-		if err := json.Unmarshal(b, &n); err != nil {
-			return fmt.Errorf("want a duration like \"1h\" or \"30d\"")
+		if err := json.Unmarshal(b, &n); err != nil || n > int64(MaxDuration/time.Second) || n < -int64(MaxDuration/time.Second) {
+			return durationTypeError()
 		}
 		*d = Duration(time.Duration(n) * time.Second)
 		return nil
 	}
 	v, err := ParseDuration(s)
 	if err != nil {
-		return err
+		return durationTypeError()
 	}
 	*d = Duration(v)
 	return nil
 }
 
 // ParseDuration parses a Go duration, extended with whole days ("30d") and
-// weeks ("2w"), which may be combined with smaller units ("1d12h").
+// weeks ("2w"), which may be combined with smaller units ("1d12h"). It
+// refuses negative durations and durations longer than MaxDuration.
 func ParseDuration(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return 0, nil
+	}
+	bad := func() (time.Duration, error) {
+		return 0, fmt.Errorf("duration %q: want forms like 30d, 2w, 1d12h or 90m, at most 100 years", s)
 	}
 	var total time.Duration
 	rest := s
@@ -94,32 +111,61 @@ func ParseDuration(s string) (time.Duration, error) {
 		if i < 0 {
 			continue
 		}
-		n, err := strconv.Atoi(rest[:i])
-		if err != nil || n < 0 || n > 100000 {
-			return 0, fmt.Errorf("duration %q: want forms like 30d, 2w, 1d12h or 90m", s)
+		n, err := strconv.ParseInt(rest[:i], 10, 64)
+		if err != nil || n < 0 || n > int64(MaxDuration/u.unit) {
+			return bad()
 		}
-		total += time.Duration(n) * u.unit
+		total += time.Duration(n) * u.unit // each term and the sum stay below 2*MaxDuration: no overflow
 		rest = rest[i+1:]
 	}
 	if rest != "" {
 		d, err := time.ParseDuration(rest)
-		if err != nil || d < 0 {
-			return 0, fmt.Errorf("duration %q: want forms like 30d, 2w, 1d12h or 90m", s)
+		if err != nil || d < 0 || d > MaxDuration {
+			return bad()
 		}
 		total += d
+	}
+	if total > MaxDuration {
+		return bad()
 	}
 	return total, nil
 }
 
-// FormatDuration writes d with days when it is a whole number of days.
+// FormatDuration writes d in the shortest form ParseDuration reads back,
+// with whole days and without zero units: "30d", "1d12h", "2h", "1h30m",
+// "90s". Everything that shows a policy's durations uses it.
 func FormatDuration(d time.Duration) string {
-	switch {
-	case d == 0:
+	if d == 0 {
 		return "0s"
-	case d%(24*time.Hour) == 0:
-		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
 	}
-	return d.String()
+	sign := ""
+	if d < 0 {
+		sign, d = "-", -d
+	}
+	const day = 24 * time.Hour
+	var b strings.Builder
+	b.WriteString(sign)
+	if n := d / day; n > 0 {
+		b.WriteString(strconv.FormatInt(int64(n), 10) + "d")
+		d -= n * day
+	}
+	if d == 0 {
+		return b.String()
+	}
+	if d%time.Second != 0 {
+		b.WriteString(d.String()) // sub-second: Go's form ("1.5s", "200ms")
+		return b.String()
+	}
+	for _, u := range []struct {
+		unit time.Duration
+		name string
+	}{{time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}} {
+		if n := d / u.unit; n > 0 {
+			b.WriteString(strconv.FormatInt(int64(n), 10) + u.name)
+			d -= n * u.unit
+		}
+	}
+	return b.String()
 }
 
 // Schedule is a parsed Policy.Schedule.
@@ -148,13 +194,47 @@ func ParseSchedule(s string) (Schedule, error) {
 		}
 		return Schedule{every: d}, nil
 	}
-	if n := len(strings.Fields(s)); (n != 5 && !strings.HasPrefix(s, "@")) || !gronx.IsValid(s) {
-		return Schedule{}, invalid("schedule", "want \"every 30d\" or a five-field cron expression such as \"0 3 * * mon\"")
+	n := len(strings.Fields(s))
+	if n == 5 {
+		if msg := cronRangeError(s); msg != "" {
+			return Schedule{}, invalid("schedule", "%s", msg)
+		}
+	}
+	if (n != 5 && !strings.HasPrefix(s, "@")) || !gronx.IsValid(s) {
+		return Schedule{}, invalid("schedule", "want \"every 30d\" or a five-field cron expression (minute hour day-of-month month day-of-week) such as \"0 3 * * mon\"")
 	}
 	if _, err := gronx.NextTickAfter(s, time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), false); err != nil {
 		return Schedule{}, invalid("schedule", "the cron expression never fires")
 	}
 	return Schedule{cron: strings.Join(strings.Fields(s), " ")}, nil
+}
+
+// cronFields are the fields of a five-field cron expression and their ranges.
+var cronFields = [5]struct {
+	name     string
+	min, max int
+}{{"minute", 0, 59}, {"hour", 0, 23}, {"day-of-month", 1, 31}, {"month", 1, 12}, {"day-of-week", 0, 7}}
+
+// cronRangeError names the first field of a five-field cron expression
+// holding a number out of its range ("61 * * * *"), or returns "". Other
+// mistakes are left to gronx, which only says whether an expression is valid.
+func cronRangeError(s string) string {
+	for i, f := range strings.Fields(s) {
+		cf := cronFields[i]
+		for item := range strings.SplitSeq(f, ",") {
+			item, _, _ = strings.Cut(item, "/") // the step is a count, not a value
+			for v := range strings.SplitSeq(item, "-") {
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					continue // *, names (mon, jan), L, W, #: gronx checks them
+				}
+				if n < cf.min || n > cf.max {
+					return fmt.Sprintf("the %s field (field %d of %q) is %d; it must be between %d and %d", cf.name, i+1, s, n, cf.min, cf.max)
+				}
+			}
+		}
+	}
+	return ""
 }
 
 // IsZero reports whether the schedule never fires (on-demand rotation only).

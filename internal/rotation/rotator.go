@@ -51,6 +51,14 @@ type Referencer interface {
 	References(opts json.RawMessage) []string
 }
 
+// Discloser is implemented by rotators that send the secret's values
+// (current and pending) to a system the policy names and Coffer does not
+// control, such as a webhook endpoint; whoever sets such a policy must be
+// allowed to read the secret.
+type Discloser interface {
+	DisclosesValues() bool
+}
+
 // PolicyInfo is what a rotator may need to know of the policy it checks.
 type PolicyInfo struct {
 	Name  string // the secret name, or the prefix for a prefix policy

@@ -136,6 +136,14 @@ func (e *Engine) rotate(ctx context.Context, l *lease, st *State, pol *Policy, s
 	case errors.Is(err, errAbandoned):
 		l.stopRenewing()
 		return st, err
+	case err != nil && ctx.Err() != nil:
+		// Shutdown or lost leadership, not a failure of the target: no
+		// attempt is counted and nothing is tested with a dead context.
+		// The lease is given up with the rotation still in flight, so the
+		// next runner resumes it from its last durable step.
+		e.log.Info("rotation interrupted; the next runner resumes it", "name", st.Name, "step", st.Step)
+		l.release(ctx, nil)
+		return st, fmt.Errorf("rotation of %s interrupted: %w", st.Name, ctx.Err())
 	case err == nil:
 		return e.succeed(ctx, l, rot, job, pol, reason)
 	default:
@@ -163,6 +171,9 @@ func (e *Engine) steps(ctx context.Context, l *lease, rot Rotator, job *Job, st 
 	for st.Step != "" {
 		if st.Cancel {
 			return errCancelled
+		}
+		if err := ctx.Err(); err != nil {
+			return &stepError{st.Step, err}
 		}
 		step, pending := st.Step, 0
 		sctx, cancel := context.WithTimeout(ctx, e.cfg.StepTimeout)
@@ -458,6 +469,9 @@ func (e *Engine) revoke(ctx context.Context, l *lease, pol *Policy, st *State) (
 		sctx, cancel := context.WithTimeout(ctx, e.cfg.StepTimeout)
 		rerr = rot.Revoke(sctx, job)
 		cancel()
+		if rerr != nil && ctx.Err() != nil {
+			return st, fmt.Errorf("revocation for %s interrupted: %w", st.Name, ctx.Err())
+		}
 		if rerr != nil {
 			rerr = errors.New(scrub(rerr.Error(), job))
 		}
@@ -606,11 +620,15 @@ func (e *Engine) RunDue(ctx context.Context) (int, error) {
 	)
 	for _, name := range due {
 		sem <- struct{}{}
+		if ctx.Err() != nil {
+			<-sem
+			break // shutting down: leave the rest for the next runner
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := e.process(ctx, name); err != nil {
+			if err := e.process(ctx, name); err != nil && ctx.Err() == nil {
 				e.log.Warn("scheduled rotation work failed", "name", name, "error", err)
 				mu.Lock()
 				if firstErr == nil {
@@ -705,8 +723,8 @@ func (e *Engine) process(ctx context.Context, name string) error {
 	default:
 		_, err = l.release(ctx, nil)
 	}
-	if errors.Is(err, errAbandoned) {
-		return nil
+	if errors.Is(err, errAbandoned) || (err != nil && ctx.Err() != nil) {
+		return nil // a simulated crash, or shutdown: the next runner resumes
 	}
 	return err
 }

@@ -52,6 +52,28 @@ type Config struct {
 	LogLevel string    `hcl:"log_level,optional"`
 	// Telemetry decides who may scrape /v1/sys/metrics.
 	Telemetry *Telemetry `hcl:"telemetry,block"`
+	// Rotation configures secret rotation (docs/rotation.md).
+	Rotation *Rotation `hcl:"rotation,block"`
+}
+
+// Rotation configures secret rotation. Webhook rotators refuse private,
+// loopback and link-local addresses unless allowed here:
+//
+//	rotation {
+//	  webhook_allowed_hosts = ["hooks.internal.example", "10.0.0.5"]
+//	}
+type Rotation struct {
+	WebhookAllowedHosts []string `hcl:"webhook_allowed_hosts,optional"`
+	// WebhookAllowPrivateAddresses lets webhooks reach every private address (labs only).
+	WebhookAllowPrivateAddresses bool `hcl:"webhook_allow_private_addresses,optional"`
+}
+
+// RotationConfig returns the rotation settings (validated already).
+func (c *Config) RotationConfig() core.RotationConfig {
+	if c.Rotation == nil {
+		return core.RotationConfig{}
+	}
+	return core.RotationConfig{WebhookAllowedHosts: c.Rotation.WebhookAllowedHosts, WebhookAllowPrivate: c.Rotation.WebhookAllowPrivateAddresses}
 }
 
 // Telemetry configures metrics access. By default a scrape needs a token
@@ -351,6 +373,13 @@ func (c *Config) validate(file string) error {
 		for _, cidr := range t.MetricsAllowedCIDRs {
 			if _, err := netip.ParsePrefix(cidr); err != nil {
 				return fmt.Errorf("%s: telemetry metrics_allowed_cidrs: %q is not a CIDR like 10.0.0.0/8", file, cidr)
+			}
+		}
+	}
+	if r := c.Rotation; r != nil {
+		for _, h := range r.WebhookAllowedHosts {
+			if h == "" || (strings.ContainsAny(h, "/:@ ") && net.ParseIP(h) == nil) {
+				return fmt.Errorf("%s: rotation webhook_allowed_hosts: %q is not a host name or IP address (no scheme, port or path)", file, h)
 			}
 		}
 	}

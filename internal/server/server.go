@@ -50,6 +50,8 @@ type Options struct {
 	Cluster ClusterOptions
 	// MetricsAccess decides who may scrape metrics; the zero value needs a token.
 	MetricsAccess httpapi.MetricsAccess
+	// Rotation configures the rotators; the zero value is the safe default.
+	Rotation core.RotationConfig
 }
 
 // SnapshotSchedule writes a backup every Interval into Dir, keeping the
@@ -91,7 +93,7 @@ func New(opts Options) (*Server, error) {
 		opts.JobInterval = time.Minute
 	}
 	latency := storageLatency()
-	c := core.New(core.Config{Backend: timedBackend(opts.Backend, latency), KeyFile: opts.KeyFile, Logger: log, Audit: opts.Audit, RateLimits: opts.RateLimits})
+	c := core.New(core.Config{Backend: timedBackend(opts.Backend, latency), KeyFile: opts.KeyFile, Logger: log, Audit: opts.Audit, RateLimits: opts.RateLimits, Rotation: opts.Rotation})
 	s := &Server{Core: c, opts: opts, log: log, stop: make(chan struct{}), rewrapC: make(chan struct{}, 1), Metrics: metrics.New()}
 	s.API = httpapi.New(httpapi.Config{Core: c, Logger: log, OnKeyRotated: s.kickRewrap, Metrics: s.Metrics, MetricsAccess: opts.MetricsAccess})
 	s.Metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{

@@ -96,10 +96,11 @@ type Service struct {
 	store Store
 	now   func() time.Time
 
-	mu      sync.RWMutex      // guards the fields below
-	hmacKey []byte            // nil until Load
-	macs    *sync.Pool        // HMAC-SHA256 states under hmacKey, reused across lookups
-	cache   map[string]*Entry // token hash -> entry (entries are immutable; replaced on change)
+	mu      sync.RWMutex           // guards the fields below
+	hmacKey []byte                 // nil until Load
+	macs    *sync.Pool             // HMAC-SHA256 states under hmacKey, reused across lookups
+	cache   map[string]cachedEntry // token hash -> entry
+	maxAge  time.Duration          // see SetMaxAge; 0: entries stay until changed
 	// gen counts revocations. An entry read from storage is cached only if
 	// no revocation started since the read, so a lookup racing a revoke
 	// cannot put the revoked token back into the cache.
@@ -126,11 +127,31 @@ func (s *Service) generation() uint64 {
 	return s.gen
 }
 
+// cachedEntry is a cache slot. Entries are immutable; a change replaces them.
+type cachedEntry struct {
+	e     *Entry
+	until time.Time // zero: no expiry (SetMaxAge not called)
+}
+
+// SetMaxAge bounds how long a looked-up entry is served from memory before
+// it is read from storage again. Nodes sharing storage set it, so that a
+// revocation whose notification was lost stops working within d anyway. A
+// single server leaves it unset: its own revocations drop cache entries.
+func (s *Service) SetMaxAge(d time.Duration) {
+	s.mu.Lock()
+	s.maxAge = d
+	s.mu.Unlock()
+}
+
 // cacheIfCurrent stores e unless a revocation began after gen was read.
 func (s *Service) cacheIfCurrent(hash string, e *Entry, gen uint64) {
 	s.mu.Lock()
 	if s.cache != nil && s.gen == gen {
-		s.cache[hash] = e
+		c := cachedEntry{e: e}
+		if s.maxAge > 0 {
+			c.until = s.now().Add(s.maxAge)
+		}
+		s.cache[hash] = c
 	}
 	s.mu.Unlock()
 }
@@ -163,7 +184,7 @@ func (s *Service) Load(ctx context.Context) error {
 		return fmt.Errorf("load token hmac key: %w", err)
 	}
 	s.mu.Lock()
-	s.hmacKey, s.macs, s.cache = key, macPool(key), make(map[string]*Entry)
+	s.hmacKey, s.macs, s.cache = key, macPool(key), make(map[string]cachedEntry)
 	s.mu.Unlock()
 	return nil
 }
@@ -180,7 +201,7 @@ func (s *Service) Reset() {
 func (s *Service) Invalidate() {
 	s.mu.Lock()
 	if s.cache != nil {
-		s.cache = make(map[string]*Entry)
+		s.cache = make(map[string]cachedEntry)
 	}
 	s.gen++ // lookups reading storage now must not cache what they read
 	s.mu.Unlock()
@@ -384,8 +405,12 @@ func (s *Service) Lookup(ctx context.Context, tok string) (*Entry, error) {
 		return nil, err
 	}
 	s.mu.RLock()
-	e := s.cache[h]
+	c := s.cache[h]
 	s.mu.RUnlock()
+	e := c.e
+	if e != nil && !c.until.IsZero() && !s.now().Before(c.until) {
+		e = nil // served from memory long enough: read it again
+	}
 	if e == nil {
 		gen := s.generation()
 		raw, err := s.store.Get(ctx, byHashPrefix+h)

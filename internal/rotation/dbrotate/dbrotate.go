@@ -12,6 +12,15 @@
 // valid for the grace window, after which Revoke gives it a random password
 // nobody knows. Applications that reconnect at any time keep working.
 //
+// The two users are named in the policy (options.users) and both must
+// exist with the same privileges: the administrator connection changes
+// the password of those two users only, whatever the secret's username
+// says, and refuses users that could take over the database (PostgreSQL
+// superuser, CREATEROLE, REPLICATION or BYPASSRLS roles and members of a
+// superuser role; MySQL users with SUPER, CREATE USER or GRANT OPTION).
+// Otherwise anyone allowed to update the secret could have the
+// administrator reset the password of any role.
+//
 // The secret's value is a JSON object, as AWS Secrets Manager stores
 // database credentials:
 //
@@ -55,8 +64,8 @@ type Options struct {
 	// (the same JSON shape), for alternating. The administrator's host,
 	// port and dbname are used to connect, never the rotated secret's.
 	MasterSecret string `json:"master_secret,omitempty"`
-	// Users are the two users of the alternating strategy. Default: the
-	// current username and the same with "_clone" added (or removed).
+	// Users are the two users of the alternating strategy, required with
+	// it; both must exist. The secret's username must be one of them.
 	Users []string `json:"users,omitempty"`
 	// Password shapes generated passwords; some characters are always excluded.
 	Password password.Policy `json:"password,omitzero"`
@@ -99,10 +108,10 @@ type dialect interface {
 	login(ctx context.Context, v *Value) (conn, error)
 	// setOwnPassword changes the logged-in user's password.
 	setOwnPassword(ctx context.Context, c conn, pw string) error
-	// setPassword changes user's password as an administrator; create
-	// makes the user when it does not exist, if the dialect can (member
-	// of template, so it has the same privileges).
-	setPassword(ctx context.Context, c conn, user, pw, template string) error
+	// setPassword changes user's password as an administrator. A missing
+	// user is an error with mustExist, else nothing to do (revocation).
+	// It refuses users privileged enough to administer the database.
+	setPassword(ctx context.Context, c conn, user, pw string, mustExist bool) error
 	maxUserLen() int
 }
 
@@ -160,8 +169,8 @@ func (r *Rotator) Check(raw, _ json.RawMessage, p rotation.PolicyInfo) (json.Raw
 		if o.MasterSecret == p.Name {
 			return nil, invalid("options.master_secret", "must be another secret")
 		}
-		if len(o.Users) != 0 && len(o.Users) != 2 {
-			return nil, invalid("options.users", "give exactly two users, or none for USER and USER_clone")
+		if len(o.Users) != 2 {
+			return nil, invalid("options.users", "give the two existing users that take turns, e.g. [\"app_blue\",\"app_green\"]: the administrator changes the passwords of these two only")
 		}
 		if len(o.Users) == 2 && o.Users[0] == o.Users[1] {
 			return nil, invalid("options.users", "must be two different users")
@@ -257,21 +266,27 @@ func (r *Rotator) master(ctx context.Context, j *rotation.Job, o *Options) (*Val
 	return m, err
 }
 
-// otherUser returns the alternating partner of user.
+// otherUser returns the alternating partner of user, which must be one of
+// the policy's pair.
 func otherUser(o *Options, user string) (string, error) {
-	if len(o.Users) == 2 {
-		switch user {
-		case o.Users[0]:
-			return o.Users[1], nil
-		case o.Users[1]:
-			return o.Users[0], nil
-		}
-		return "", fmt.Errorf("the current username %q is neither of options.users", user)
+	if len(o.Users) != 2 {
+		return "", errors.New("the policy names no users: set it again with options.users")
 	}
-	if base, ok := strings.CutSuffix(user, "_clone"); ok && base != "" {
-		return base, nil
+	switch user {
+	case o.Users[0]:
+		return o.Users[1], nil
+	case o.Users[1]:
+		return o.Users[0], nil
 	}
-	return user + "_clone", nil
+	return "", fmt.Errorf("the username %q is neither of the policy's users %q and %q", user, o.Users[0], o.Users[1])
+}
+
+// pinned checks that user is one of the policy's pair: the values that
+// name it are writable by anyone who may update the secret, the pair only
+// by whoever sets the policy.
+func pinned(o *Options, user string) error {
+	_, err := otherUser(o, user)
+	return err
 }
 
 // Create returns the current value with a new password (and, alternating,
@@ -322,6 +337,12 @@ func (r *Rotator) Set(ctx context.Context, j *rotation.Job) error {
 		if err != nil {
 			return err
 		}
+		if err := pinned(o, pend.Username); err != nil {
+			return err
+		}
+		if pend.Username == cur.Username {
+			return fmt.Errorf("pending and current are both user %s; the alternating strategy changes the idle user", cur.Username)
+		}
 		m, err := r.master(ctx, j, o)
 		if err != nil {
 			return err
@@ -331,7 +352,7 @@ func (r *Rotator) Set(ctx context.Context, j *rotation.Job) error {
 			return fmt.Errorf("log in as the administrator %s: %w", m.Username, err)
 		}
 		defer admin.Close()
-		return r.d.setPassword(ctx, admin, pend.Username, pend.Password, cur.Username)
+		return r.d.setPassword(ctx, admin, pend.Username, pend.Password, true)
 	}
 	// Single: log in with the current password and change it. If that
 	// login fails, an earlier attempt may already have set the new one.
@@ -384,6 +405,9 @@ func (r *Rotator) Revoke(ctx context.Context, j *rotation.Job) error {
 	if cur, _, err := r.parse(j.Current, "current"); err == nil && cur.Username == prev.Username {
 		return nil // the same user is current again: revoking would lock it out
 	}
+	if err := pinned(o, prev.Username); err != nil {
+		return err
+	}
 	m, err := r.master(ctx, j, o)
 	if err != nil {
 		return err
@@ -397,7 +421,7 @@ func (r *Rotator) Revoke(ctx context.Context, j *rotation.Job) error {
 		return fmt.Errorf("log in as the administrator %s: %w", m.Username, err)
 	}
 	defer admin.Close()
-	return r.d.setPassword(ctx, admin, prev.Username, pw, "")
+	return r.d.setPassword(ctx, admin, prev.Username, pw, false)
 }
 
 // mysqlTLS returns the go-sql-driver tls parameter for a value's tls field.

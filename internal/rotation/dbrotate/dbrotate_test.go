@@ -229,13 +229,14 @@ func TestPostgresAlternatingPoolKeepsWorking(t *testing.T) {
 	f := newFixture(t)
 	user := "app_" + randSuffix()
 	pg.role(t, user, "initial-pw")
+	pg.role(t, user+"_clone", "clone-initial-unknown")
 	exec(t, pg.admin, "CREATE TABLE orders (id int)")
 	exec(t, pg.admin, "INSERT INTO orders VALUES (1), (2)")
-	exec(t, pg.admin, "GRANT SELECT ON orders TO "+user)
+	exec(t, pg.admin, "GRANT SELECT ON orders TO "+user+", "+user+"_clone")
 	f.putJSON("db/admin", pg.value("postgres", "unused"))
 	f.putJSON("db/app", pg.value(user, "initial-pw"))
 	if _, err := f.engine.SetPolicy(context.Background(), "db/app", rotation.Policy{Schedule: "every 1d", Grace: rotation.Duration(time.Hour), Rotator: "postgresql",
-		Options: json.RawMessage(`{"strategy":"alternating","master_secret":"db/admin"}`)}, "t"); err != nil {
+		Options: json.RawMessage(fmt.Sprintf(`{"strategy":"alternating","master_secret":"db/admin","users":[%q,%q]}`, user, user+"_clone"))}, "t"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -456,6 +457,7 @@ func TestCheckOptions(t *testing.T) {
 	}{
 		{"unknown strategy", `{"strategy":"triple"}`, 0, "options.strategy"},
 		{"alternating without master", `{"strategy":"alternating"}`, 0, "options.master_secret"},
+		{"alternating without users", `{"strategy":"alternating","master_secret":"m"}`, 0, "options.users"},
 		{"one user", `{"strategy":"alternating","master_secret":"m","users":["a"]}`, 0, "options.users"},
 		{"quote in user", `{"strategy":"alternating","master_secret":"m","users":["a","b'c"]}`, 0, "options.users"},
 		{"single with grace", `{}`, time.Minute, "grace"},
@@ -481,5 +483,76 @@ func TestScramVerifierShape(t *testing.T) {
 	}
 	if _, err := pgPassword("caf\u00e9"); err == nil {
 		t.Fatal("non-ASCII password accepted")
+	}
+}
+
+// TestPostgresAlternatingOnlyTouchesThePair: whoever may update the secret
+// controls its username, but the administrator connection changes the
+// passwords of the policy's two users only, and never of privileged roles.
+func TestPostgresAlternatingOnlyTouchesThePair(t *testing.T) {
+	pg := newPG(t)
+	f := newFixture(t)
+	blue, green, victim := "blue_"+randSuffix(), "green_"+randSuffix(), "victim_"+randSuffix()
+	pg.role(t, blue, "blue-pw")
+	pg.role(t, green, "green-unknown")
+	pg.role(t, victim, "victim-pw")
+	f.putJSON("db/admin", pg.value("postgres", "unused"))
+	f.putJSON("db/app", pg.value(blue, "blue-pw"))
+	opts := fmt.Sprintf(`{"strategy":"alternating","master_secret":"db/admin","users":[%q,%q]}`, blue, green)
+	if _, err := f.engine.SetPolicy(context.Background(), "db/app", rotation.Policy{Rotator: "postgresql", Options: json.RawMessage(opts)}, "t"); err != nil {
+		t.Fatal(err)
+	}
+	// The updater names another role (or its would-be clone) as the secret's user.
+	for _, user := range []string{victim, victim + "_clone", "postgres"} {
+		f.putJSON("db/app", pg.value(user, "whatever"))
+		st, err := f.engine.Rotate(context.Background(), "db/app", rotation.RotateOptions{})
+		if err != nil || st.Status == rotation.StatusScheduled && st.LastError == "" || !strings.Contains(st.LastError, "neither of the policy's users") {
+			t.Fatalf("rotation with username %s = %+v, %v; want refused", user, st, err)
+		}
+		if _, err := f.engine.Cancel(context.Background(), "db/app", "t"); err != nil && !errors.Is(err, rotation.ErrNotRotating) {
+			t.Fatal(err)
+		}
+	}
+	if err := pg.login(victim, "victim-pw"); err != nil {
+		t.Fatalf("the victim's password changed: %v", err)
+	}
+	var n int
+	pg.admin.QueryRow("SELECT count(*) FROM pg_roles WHERE rolname = $1", victim+"_clone").Scan(&n)
+	if n != 0 {
+		t.Fatal("a clone role was created")
+	}
+
+	// A pair that includes a privileged role is refused at Set.
+	exec(t, pg.admin, "ALTER ROLE "+green+" CREATEROLE")
+	f.putJSON("db/app", pg.value(blue, "blue-pw"))
+	st, err := f.engine.Rotate(context.Background(), "db/app", rotation.RotateOptions{})
+	if err != nil || !strings.Contains(st.LastError, "CREATEROLE") {
+		t.Fatalf("rotation to a CREATEROLE user = %+v, %v; want refused", st, err)
+	}
+	if err := pg.login(green, "green-unknown"); err != nil {
+		t.Fatalf("the privileged role's password changed: %v", err)
+	}
+}
+
+func TestMySQLAlternatingRefusesPrivilegedUsers(t *testing.T) {
+	my := newMy(t)
+	f := newFixture(t)
+	blue, green := "blue_"+randSuffix(), "green_"+randSuffix()
+	my.user(t, blue, "blue-pw")
+	my.user(t, green, "green-initial")
+	exec(t, my.admin, fmt.Sprintf("GRANT SELECT ON `%s`.* TO '%s'@'%%' WITH GRANT OPTION", my.db, green))
+	exec(t, my.admin, fmt.Sprintf("GRANT CREATE USER ON *.* TO '%s'@'%%'", green))
+	f.putJSON("db/root", my.value("root", ""))
+	f.putJSON("db/app", my.value(blue, "blue-pw"))
+	opts := fmt.Sprintf(`{"strategy":"alternating","master_secret":"db/root","users":[%q,%q]}`, blue, green)
+	if _, err := f.engine.SetPolicy(context.Background(), "db/app", rotation.Policy{Rotator: "mysql", Options: json.RawMessage(opts)}, "t"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := f.engine.Rotate(context.Background(), "db/app", rotation.RotateOptions{})
+	if err != nil || !strings.Contains(st.LastError, "CREATE USER") {
+		t.Fatalf("rotation to a user with CREATE USER = %+v, %v; want refused", st, err)
+	}
+	if err := my.login(green, "green-initial"); err != nil {
+		t.Fatalf("the privileged user's password changed: %v", err)
 	}
 }

@@ -81,30 +81,38 @@ func (myDialect) setOwnPassword(ctx context.Context, c conn, pw string) error {
 	return err
 }
 
-func (myDialect) setPassword(ctx context.Context, c conn, user, pw, template string) error {
+func (myDialect) setPassword(ctx context.Context, c conn, user, pw string, mustExist bool) error {
 	db := c.(myConn).db
-	rows, err := db.QueryContext(ctx, "SELECT Host FROM mysql.user WHERE User = ?", user)
+	// SUPER, CREATE USER and GRANT OPTION let a user administer the
+	// server or other users: not a password to hand to an application.
+	rows, err := db.QueryContext(ctx, "SELECT Host, Super_priv = 'Y' OR Create_user_priv = 'Y' OR Grant_priv = 'Y' FROM mysql.user WHERE User = ?", user)
 	if err != nil {
 		return err
 	}
 	var hosts []string
+	privileged := false
 	for rows.Next() {
 		var h string
-		if err := rows.Scan(&h); err != nil {
+		var p bool
+		if err := rows.Scan(&h, &p); err != nil {
 			rows.Close()
 			return err
 		}
 		hosts = append(hosts, h)
+		privileged = privileged || p
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return err
 	}
 	if len(hosts) == 0 {
-		if template == "" {
+		if !mustExist {
 			return nil // nothing to revoke
 		}
-		return fmt.Errorf("user %s does not exist: create it with the same privileges as %s (see docs/rotation.md)", user, template)
+		return fmt.Errorf("user %s does not exist: create it with the same privileges as the other user of the pair (see docs/rotation.md)", user)
+	}
+	if privileged {
+		return fmt.Errorf("user %s has SUPER, CREATE USER or GRANT OPTION: Coffer does not rotate administrators with the alternating strategy", user)
 	}
 	lit, err := myQuote(pw)
 	if err != nil {

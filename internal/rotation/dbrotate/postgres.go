@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -70,27 +71,32 @@ func (pgDialect) setOwnPassword(ctx context.Context, c conn, pw string) error {
 	return err
 }
 
-func (pgDialect) setPassword(ctx context.Context, c conn, user, pw, template string) error {
+// pgPrivileged finds roles an administrator connection must not reset:
+// those that can administer the server or other roles themselves, or that
+// are members of a superuser role.
+const pgPrivileged = `SELECT r.rolsuper OR r.rolcreaterole OR r.rolreplication OR r.rolbypassrls
+	OR EXISTS (SELECT 1 FROM pg_roles s WHERE s.rolsuper AND s.oid <> r.oid AND pg_has_role(r.oid, s.oid, 'MEMBER'))
+	FROM pg_roles r WHERE r.rolname = $1`
+
+func (pgDialect) setPassword(ctx context.Context, c conn, user, pw string, mustExist bool) error {
 	pc := c.(pgConn).c
-	var n int
-	if err := pc.QueryRow(ctx, "SELECT count(*) FROM pg_roles WHERE rolname = $1", user).Scan(&n); err != nil {
+	var privileged bool
+	err := pc.QueryRow(ctx, pgPrivileged, user).Scan(&privileged)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows) && mustExist:
+		return fmt.Errorf("role %s does not exist: create it with the same privileges as the other user of the pair (see docs/rotation.md)", user)
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil // nothing to revoke
+	case err != nil:
 		return err
+	case privileged:
+		return fmt.Errorf("role %s is a superuser, has CREATEROLE, REPLICATION or BYPASSRLS, or is a member of a superuser role: Coffer does not rotate administrators with the alternating strategy", user)
 	}
 	lit, err := pgPassword(pw)
 	if err != nil {
 		return err
 	}
-	ident := pgx.Identifier{user}.Sanitize()
-	switch {
-	case n > 0:
-		_, err = pc.Exec(ctx, "ALTER ROLE "+ident+" WITH LOGIN PASSWORD "+lit)
-	case template == "":
-		return nil // nothing to revoke
-	default:
-		// A member of the current user's role holds its privileges, and
-		// objects the current user owns stay usable by both.
-		_, err = pc.Exec(ctx, "CREATE ROLE "+ident+" WITH LOGIN PASSWORD "+lit+" IN ROLE "+pgx.Identifier{template}.Sanitize())
-	}
+	_, err = pc.Exec(ctx, "ALTER ROLE "+pgx.Identifier{user}.Sanitize()+" WITH LOGIN PASSWORD "+lit)
 	return err
 }
 

@@ -22,6 +22,15 @@
 // "v1=" + hex(HMAC-SHA256(signing_key, timestamp + "." + body)). The
 // endpoint should refuse timestamps more than five minutes old. The
 // signing key is generated when the policy is set and shown only then.
+//
+// Whoever sets a webhook policy chooses where secret values go, so the
+// rotator refuses, by default, to connect to loopback, private (RFC 1918,
+// RFC 6598, IPv6 ULA), link-local and unspecified addresses: a policy
+// cannot aim Coffer at its own host, its cloud metadata service or the
+// internal network. The check runs on the address actually dialled, after
+// name resolution, so a name that resolves differently later (DNS
+// rebinding) cannot get around it. Config.AllowedHosts and
+// Config.AllowPrivate lift it for endpoints the operator trusts.
 package webhook
 
 import (
@@ -40,11 +49,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/coffer-dev/coffer/internal/rotation"
 	"github.com/coffer-dev/coffer/internal/rotation/password"
@@ -70,8 +80,10 @@ const (
 
 // Limits.
 const (
-	DefaultTimeout  = 30 * time.Second
-	MaxTimeout      = 5 * time.Minute
+	DefaultTimeout = 30 * time.Second
+	// MaxTimeout is the longest timeout a policy may set: the engine
+	// bounds each step at rotation.DefaultStepTimeout anyway.
+	MaxTimeout      = rotation.DefaultStepTimeout
 	maxResponseSize = 64 << 10
 	maxURLLen       = 2048
 	keyBytes        = 32
@@ -80,7 +92,7 @@ const (
 // Options configure the webhook rotator.
 type Options struct {
 	URL string `json:"url"`
-	// Timeout bounds each call (default 30s, at most 5m).
+	// Timeout bounds each call (default 30s, at most MaxTimeout: 2m).
 	Timeout rotation.Duration `json:"timeout,omitempty"`
 	// CACert is a PEM bundle to trust for the endpoint instead of the system roots.
 	CACert string `json:"ca_cert,omitempty"`
@@ -93,10 +105,22 @@ type Options struct {
 
 // Config configures the rotator.
 type Config struct {
-	// Transport, when set, replaces the default HTTP transport (tests).
+	// AllowedHosts are host names and IP addresses the rotator may connect
+	// to even when they are (or resolve to) private or loopback addresses,
+	// compared with the URL's host without its port, case-insensitively.
+	AllowedHosts []string
+	// AllowPrivate lets every policy reach private, loopback and link-local
+	// addresses (a lab, or tests with a loopback server).
+	AllowPrivate bool
+	// Transport, when set, replaces the default HTTP transport and with it
+	// the address checks (tests only).
 	Transport http.RoundTripper
 	Now       func() time.Time
 }
+
+// ErrForbiddenAddress is returned, wrapped, when a webhook URL points to
+// an address the rotator may not reach (see Config.AllowedHosts).
+var ErrForbiddenAddress = errors.New("the webhook address is private, loopback or link-local; allow the host in the server configuration (rotation { webhook_allowed_hosts = [...] }) if it is trusted")
 
 // Rotator calls webhooks. It is safe for concurrent use.
 type Rotator struct {
@@ -132,8 +156,16 @@ func (r *Rotator) Check(raw, old json.RawMessage, _ rotation.PolicyInfo) (json.R
 	if err := checkURL(o.URL); err != nil {
 		return nil, err
 	}
+	if u, _ := url.Parse(o.URL); !r.hostAllowed(u.Hostname()) {
+		// Caught early for addresses written in the URL; names are
+		// checked when dialled, on the addresses they resolve to then.
+		host := strings.TrimSuffix(u.Hostname(), ".")
+		if ip, err := netip.ParseAddr(host); (err == nil && forbidden(ip)) || strings.EqualFold(host, "localhost") {
+			return nil, invalid("options.url", "%v", ErrForbiddenAddress)
+		}
+	}
 	if o.Timeout < 0 || time.Duration(o.Timeout) > MaxTimeout {
-		return nil, invalid("options.timeout", "must be between 1s and 5m")
+		return nil, invalid("options.timeout", "must be at most %s (each rotation step is bounded by %s)", rotation.FormatDuration(MaxTimeout), rotation.FormatDuration(rotation.DefaultStepTimeout))
 	}
 	if o.CACert != "" {
 		if !x509.NewCertPool().AppendCertsFromPEM([]byte(o.CACert)) {
@@ -160,7 +192,7 @@ func (r *Rotator) Check(raw, old json.RawMessage, _ rotation.PolicyInfo) (json.R
 }
 
 // checkURL requires https, except for loopback addresses (tests and
-// sidecars on the same host).
+// sidecars on the same host, which Config must allow).
 func checkURL(s string) error {
 	if s == "" {
 		return invalid("options.url", "is required")
@@ -185,7 +217,12 @@ func checkURL(s string) error {
 	return invalid("options.url", "must use https")
 }
 
-// Redact hides the signing key.
+// DisclosesValues reports true: the endpoint the policy names receives
+// the secret's values.
+func (r *Rotator) DisclosesValues() bool { return true }
+
+// Redact hides the signing key and the values of the URL's query, where
+// endpoints often take a token.
 func (r *Rotator) Redact(raw json.RawMessage) json.RawMessage {
 	o, err := decodeOptions(raw)
 	if err != nil {
@@ -194,8 +231,104 @@ func (r *Rotator) Redact(raw json.RawMessage) json.RawMessage {
 	if o.SigningKey != "" {
 		o.SigningKey = "(hidden: shown once when the policy was set)"
 	}
+	o.URL = redactURL(o.URL)
 	out, _ := json.Marshal(o)
 	return out
+}
+
+// redactURL replaces each query value of s with "redacted".
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	if u.RawQuery == "" {
+		return s
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		u.RawQuery = "redacted"
+		return u.String()
+	}
+	for k := range q {
+		q[k] = []string{"redacted"}
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// hostAllowed reports whether host is exempt from the address checks.
+func (r *Rotator) hostAllowed(host string) bool {
+	if r.cfg.AllowPrivate {
+		return true
+	}
+	host = strings.TrimSuffix(host, ".")
+	for _, h := range r.cfg.AllowedHosts {
+		if strings.EqualFold(strings.TrimSuffix(h, "."), host) {
+			return true
+		}
+		if a, err := netip.ParseAddr(h); err == nil {
+			if b, err := netip.ParseAddr(host); err == nil && a.Unmap() == b.Unmap() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// blockedPrefixes are the ranges, beyond what netip.Addr's predicates
+// cover, that a webhook may not reach without being allowed.
+var blockedPrefixes = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),     // "this network"; 0.0.0.0 reaches the local host
+	netip.MustParsePrefix("100.64.0.0/10"), // RFC 6598 shared address space (carrier NAT, overlay networks)
+	netip.MustParsePrefix("192.0.0.0/24"),  // IETF protocol assignments
+	netip.MustParsePrefix("198.18.0.0/15"), // benchmarking
+	netip.MustParsePrefix("64:ff9b::/96"),  // NAT64: embeds any IPv4 address
+	netip.MustParsePrefix("2002::/16"),     // 6to4: embeds any IPv4 address
+	netip.MustParsePrefix("fec0::/10"),     // deprecated site-local
+}
+
+// forbidden reports whether ip is loopback, private, link-local,
+// unspecified, multicast or otherwise not a public unicast address.
+func forbidden(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+		ip.IsInterfaceLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() || !ip.IsValid() {
+		return true
+	}
+	for _, p := range blockedPrefixes {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return ip.Is4() && ip.As4() == [4]byte{255, 255, 255, 255}
+}
+
+// dialControl refuses connections to forbidden addresses. It runs on the
+// resolved address of each connection attempt.
+func dialControl(_, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return fmt.Errorf("%w (%s)", ErrForbiddenAddress, address)
+	}
+	if forbidden(ap.Addr()) {
+		return fmt.Errorf("%w (%s)", ErrForbiddenAddress, ap.Addr())
+	}
+	return nil
+}
+
+// dial connects to addr, checking the resolved addresses unless the host
+// is allowed.
+func (r *Rotator) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	if !r.hostAllowed(host) {
+		d.Control = dialControl
+	}
+	return d.DialContext(ctx, network, addr)
 }
 
 // request is the body of a call.
@@ -303,7 +436,7 @@ func (r *Rotator) call(ctx context.Context, o *Options, q *request) ([]byte, err
 		if errors.Is(err, context.DeadlineExceeded) {
 			return nil, fmt.Errorf("webhook %s step timed out after %s", q.Step, timeout)
 		}
-		return nil, fmt.Errorf("webhook %s step: %v", q.Step, err)
+		return nil, fmt.Errorf("webhook %s step: %w", q.Step, err)
 	}
 	defer resp.Body.Close()
 	out, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseSize+1))
@@ -314,35 +447,21 @@ func (r *Rotator) call(ctx context.Context, o *Options, q *request) ([]byte, err
 		return nil, fmt.Errorf("webhook %s step: answer larger than %d bytes", q.Step, maxResponseSize)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, fmt.Errorf("webhook %s step answered %d: %s", q.Step, resp.StatusCode, snippet(out))
+		// The answer's body is not kept: the endpoint controls it, and it
+		// could echo the value it was sent into the rotation's state.
+		return nil, fmt.Errorf("webhook %s step answered %d (%s): the endpoint refused the step", q.Step, resp.StatusCode, http.StatusText(resp.StatusCode))
 	}
 	return out, nil
-}
-
-// snippet is the first line of an error answer, bounded, printable.
-func snippet(b []byte) string {
-	s := string(b)
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		s = s[:i]
-	}
-	if len(s) > 200 {
-		s = s[:200]
-	}
-	if !utf8.ValidString(s) {
-		return "(binary answer)"
-	}
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 {
-			return -1
-		}
-		return r
-	}, s)
 }
 
 func (r *Rotator) client(o *Options) (*http.Client, error) {
 	tr := r.cfg.Transport
 	if tr == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
+		// Straight to the endpoint: a proxy would dial the target itself,
+		// out of reach of the address checks.
+		t.Proxy = nil
+		t.DialContext = r.dial
 		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		if o.CACert != "" {
 			pool := x509.NewCertPool()

@@ -122,7 +122,7 @@ func newFixture(t *testing.T, opts map[string]any, grace time.Duration) *fixture
 	store := mem.New()
 	f.secrets = secret.New(store, f.clock.Now)
 	f.engine = rotation.New(rotation.Config{Store: store, Secrets: f.secrets, Now: f.clock.Now,
-		Jitter: func(time.Duration) time.Duration { return 0 }, Rotators: map[string]rotation.Rotator{"webhook": New(Config{})}})
+		Jitter: func(time.Duration) time.Duration { return 0 }, Rotators: map[string]rotation.Rotator{"webhook": New(Config{AllowedHosts: []string{"127.0.0.1"}})}})
 	if _, err := f.secrets.Put(context.Background(), secret.PutInput{Name: "ext/api", Value: []byte("initial")}); err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func TestWebhookFailureRetriesWithSameID(t *testing.T) {
 	f := newFixture(t, nil, 0)
 	f.ep.failSet = 1
 	st, err := f.engine.Rotate(context.Background(), "ext/api", rotation.RotateOptions{})
-	if err != nil || st.Status != rotation.StatusRetrying || !strings.Contains(st.LastError, "answered 502: downstream unavailable") || strings.Contains(st.LastError, "second line") {
+	if err != nil || st.Status != rotation.StatusRetrying || !strings.Contains(st.LastError, "answered 502 (Bad Gateway)") || strings.Contains(st.LastError, "downstream") {
 		t.Fatalf("after a 502: %+v, %v", st, err)
 	}
 	if v := f.current(t); v.Version != 1 {
@@ -251,6 +251,17 @@ func TestWebhookCheck(t *testing.T) {
 		{"credentials in url", `{"url":"https://u:p@rotator.example.com/x"}`, "options.url"},
 		{"ftp", `{"url":"ftp://rotator.example.com/x"}`, "options.url"},
 		{"timeout", `{"url":"https://r.example.com","timeout":"1h"}`, "options.timeout"},
+		{"timeout above the step timeout", `{"url":"https://r.example.com","timeout":"3m"}`, "options.timeout"},
+		{"timeout not a duration", `{"url":"https://r.example.com","timeout":"soon"}`, "options.timeout"},
+		{"loopback", `{"url":"https://127.0.0.1/x"}`, "options.url"},
+		{"loopback http", `{"url":"http://127.0.0.1:9/x"}`, "options.url"},
+		{"localhost", `{"url":"https://localhost./x"}`, "options.url"},
+		{"ipv6 loopback", `{"url":"https://[::1]/x"}`, "options.url"},
+		{"mapped loopback", `{"url":"https://[::ffff:127.0.0.1]/x"}`, "options.url"},
+		{"private", `{"url":"https://10.0.0.5/x"}`, "options.url"},
+		{"ula", `{"url":"https://[fd00::1]/x"}`, "options.url"},
+		{"metadata service", `{"url":"https://169.254.169.254/latest"}`, "options.url"},
+		{"unspecified", `{"url":"https://0.0.0.0/x"}`, "options.url"},
 		{"bad ca", `{"url":"https://r.example.com","ca_cert":"nope"}`, "options.ca_cert"},
 		{"short key", `{"url":"https://r.example.com","signing_key":"abcd"}`, "options.signing_key"},
 		{"unknown", `{"url":"https://r.example.com","retries":3}`, "options"},
@@ -264,7 +275,21 @@ func TestWebhookCheck(t *testing.T) {
 			}
 		})
 	}
-	// Loopback http is allowed, and an update keeps the signing key.
+	if _, err := r.Check(json.RawMessage(`{"url":"https://r.example.com","timeout":"2m"}`), nil, rotation.PolicyInfo{}); err != nil {
+		t.Fatalf("a 2m timeout: %v", err)
+	}
+	// Allowed hosts may be private.
+	allowed := New(Config{AllowedHosts: []string{"hooks.internal.example", "10.0.0.5"}})
+	for _, u := range []string{"https://10.0.0.5/x", "https://HOOKS.internal.example/x"} {
+		if _, err := allowed.Check(json.RawMessage(`{"url":"`+u+`"}`), nil, rotation.PolicyInfo{}); err != nil {
+			t.Fatalf("Check(%s) with the host allowed: %v", u, err)
+		}
+	}
+	if _, err := allowed.Check(json.RawMessage(`{"url":"https://10.0.0.6/x"}`), nil, rotation.PolicyInfo{}); err == nil {
+		t.Fatal("an address next to an allowed one was accepted")
+	}
+	// Loopback http is allowed when private addresses are, and an update keeps the signing key.
+	r = New(Config{AllowPrivate: true})
 	first, err := r.Check(json.RawMessage(`{"url":"http://127.0.0.1:9/x"}`), nil, rotation.PolicyInfo{})
 	if err != nil {
 		t.Fatal(err)
@@ -296,5 +321,51 @@ func TestSignVerify(t *testing.T) {
 	}
 	if err := Verify(key, h, body, now.Add(2*time.Minute), time.Minute); err == nil {
 		t.Fatal("a replayed old request verified")
+	}
+}
+
+// TestWebhookRefusesPrivateAddressesWhenDialling: the address check runs
+// on the resolved address, so a name that resolves to loopback (as after
+// DNS rebinding) is refused even though the policy passed Check.
+func TestWebhookRefusesPrivateAddressesWhenDialling(t *testing.T) {
+	var hits int
+	var mu sync.Mutex
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits++
+		mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+	port := srv.URL[strings.LastIndex(srv.URL, ":")+1:]
+	job := &rotation.Job{Name: "ext/api", RotationID: "r1", Current: &secret.Value{Version: 1, Type: secret.TypeText, Data: []byte("current-value")}}
+	for _, host := range []string{"localhost", "127.0.0.1"} {
+		o := Options{URL: "https://" + host + ":" + port + "/hook", CACert: ca, SigningKey: strings.Repeat("ab", 32)}
+		job.Options, _ = json.Marshal(o)
+		err := New(Config{}).Test(context.Background(), job, job.Current)
+		if !errors.Is(err, ErrForbiddenAddress) {
+			t.Fatalf("Test via %s = %v, want ErrForbiddenAddress", host, err)
+		}
+		if strings.Contains(err.Error(), "current-value") {
+			t.Fatalf("error carries the value: %v", err)
+		}
+		// Allowed explicitly, the call connects (the test certificate
+		// names 127.0.0.1 but not localhost, so only that one completes).
+		err = New(Config{AllowedHosts: []string{host}}).Test(context.Background(), job, job.Current)
+		if errors.Is(err, ErrForbiddenAddress) || (host == "127.0.0.1" && err != nil) {
+			t.Fatalf("Test via allowed %s: %v", host, err)
+		}
+	}
+	if hits != 1 {
+		t.Fatalf("endpoint saw %d requests, want only the allowed one", hits)
+	}
+}
+
+func TestRedactHidesQuery(t *testing.T) {
+	r := New(Config{})
+	raw := json.RawMessage(`{"url":"https://hooks.example.com/rotate?token=s3cr3t&x=1","signing_key":"` + strings.Repeat("ab", 32) + `"}`)
+	out := string(r.Redact(raw))
+	if strings.Contains(out, "s3cr3t") || strings.Contains(out, strings.Repeat("ab", 32)) || !strings.Contains(out, "token=redacted") {
+		t.Fatalf("Redact = %s", out)
 	}
 }

@@ -3,10 +3,15 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
+
+// ListenerName is the application_name of the connection that listens for
+// other nodes' notifications, as pg_stat_activity shows it.
+const ListenerName = "coffer listener"
 
 // Watch implements storage.Watcher: fn receives the keys other Backends
 // (other nodes) changed, or nil each time the listening connection is
@@ -48,7 +53,11 @@ func (b *Backend) startListening() {
 }
 
 // listenLoop holds a dedicated connection that LISTENs on both channels,
-// reconnecting every second while the database is away.
+// reconnecting every second while the database is away. A connection that
+// stays silent for b.idle is pinged: a half-open connection (the server
+// gone without a FIN, after a fail-over behind a virtual IP or a NAT
+// timeout) would otherwise wait for notifications that never come while
+// every cache on this node goes stale.
 func (b *Backend) listenLoop(ctx context.Context) {
 	for ctx.Err() == nil {
 		conn, err := b.listenConn(ctx)
@@ -64,12 +73,7 @@ func (b *Backend) listenLoop(ctx context.Context) {
 		// Whatever was notified before LISTEN took effect is unknown to
 		// this node, on the first connection as after a reconnect.
 		b.dispatchLost()
-		for {
-			n, err := conn.WaitForNotification(ctx)
-			if err != nil {
-				break
-			}
-			b.dispatch(n.Channel, n.Payload)
+		for b.listenOne(ctx, conn) {
 		}
 		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		conn.Close(cctx)
@@ -77,10 +81,42 @@ func (b *Backend) listenLoop(ctx context.Context) {
 	}
 }
 
+// listenOne waits up to b.idle for a notification and dispatches it, or
+// pings conn when none came. It reports whether conn is still usable.
+func (b *Backend) listenOne(ctx context.Context, conn *pgx.Conn) bool {
+	wctx, cancel := context.WithTimeout(ctx, b.idle)
+	n, err := conn.WaitForNotification(wctx)
+	silent := errors.Is(wctx.Err(), context.DeadlineExceeded)
+	cancel()
+	switch {
+	case err == nil:
+		b.dispatch(n.Channel, n.Payload)
+		return true
+	case ctx.Err() != nil:
+		return false
+	case !silent || conn.IsClosed():
+		b.log.Warn("postgres listener connection lost; reconnecting", "error", mapErr(err))
+		return false
+	}
+	// Silent for b.idle: prove the server is still there. A timed-out
+	// wait leaves the connection usable (pgx closes it on other errors).
+	pctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	if err := conn.Ping(pctx); err != nil {
+		if ctx.Err() == nil {
+			b.log.Warn("postgres listener connection does not answer; reconnecting", "error", mapErr(err))
+		}
+		return false
+	}
+	return true
+}
+
 func (b *Backend) listenConn(ctx context.Context) (*pgx.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
-	conn, err := pgx.ConnectConfig(ctx, b.connCfg.Copy())
+	cc := b.connCfg.Copy()
+	cc.RuntimeParams["application_name"] = ListenerName
+	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {
 		return nil, err
 	}

@@ -2,10 +2,13 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/coffer-dev/coffer/internal/storage"
 )
 
 // migrationLock is the advisory lock key that serializes migrations of
@@ -34,6 +37,11 @@ var migrations = []string{
 		seq bigint NOT NULL
 	);
 	INSERT INTO coffer_event_seq VALUES (1, 0);`,
+	// 2: the backend pid of the session each node holds or tries for the
+	// leader lock with, so that the registry names the leader from pg_locks
+	// at once rather than from heartbeats that lag behind a fail-over.
+	// NULL: a node of a build that does not write it.
+	`ALTER TABLE coffer_nodes ADD COLUMN session_pid int;`,
 }
 
 // SchemaVersion is the schema version this build migrates to.
@@ -42,7 +50,9 @@ var SchemaVersion = len(migrations)
 // migrate applies the migrations this database lacks, in one transaction
 // under an advisory lock, so nodes starting together apply each once.
 func migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	return pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+	began := false
+	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		began = true
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLock)); err != nil {
 			return fmt.Errorf("postgres migrations: lock: %w", mapErr(err))
 		}
@@ -68,4 +78,12 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		}
 		return nil
 	})
+	if err != nil && !began { // no connection: the database is unreachable or refuses us
+		if errors.Is(mapErr(err), storage.ErrUnavailable) {
+			// Keep the cause reachable (errors.As) for Open's message.
+			return fmt.Errorf("postgres migrations: %w: %w", storage.ErrUnavailable, err)
+		}
+		return fmt.Errorf("postgres migrations: %w", err)
+	}
+	return err
 }

@@ -24,6 +24,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,6 +60,11 @@ const maxLinger = time.Millisecond
 // maxAttempts bounds how often a conflicting batch is run again.
 const maxAttempts = 30
 
+// keepAlive makes the kernel notice a peer that vanished without closing
+// the connection (a fail-over behind a virtual IP, a NAT entry that timed
+// out) within about 11 s instead of Linux's default of over two hours.
+var keepAlive = net.KeepAliveConfig{Enable: true, Idle: 5 * time.Second, Interval: 2 * time.Second, Count: 3}
+
 // Config configures Open. Zero values mean defaults.
 type Config struct {
 	// URL is a PostgreSQL connection URL or keyword/value string.
@@ -64,7 +73,11 @@ type Config struct {
 	Timeout time.Duration
 	// MaxConns bounds the connection pool; 0 means 16.
 	MaxConns int32
-	Logger   *slog.Logger
+	// ListenIdle is how long the listening connection may stay silent
+	// before it is pinged; a failed ping reconnects it (and tells watchers
+	// that anything may have changed). 0 means 5s.
+	ListenIdle time.Duration
+	Logger     *slog.Logger
 }
 
 // Backend is a storage.Backend on PostgreSQL. Open it with Open; its methods
@@ -73,7 +86,8 @@ type Backend struct {
 	pool    *pgxpool.Pool
 	connCfg *pgx.ConnConfig // for the dedicated listening connection
 	timeout time.Duration
-	origin  string // identifies this Backend's own notifications
+	idle    time.Duration // Config.ListenIdle
+	origin  string        // identifies this Backend's own notifications
 	log     *slog.Logger
 
 	queue chan *request // pending Update calls, drained by commitLoop
@@ -109,6 +123,9 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 16
 	}
+	if cfg.ListenIdle <= 0 {
+		cfg.ListenIdle = 5 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -122,6 +139,8 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		pc.ConnConfig.ConnectTimeout = cfg.Timeout
 	}
 	pc.PingTimeout = cfg.Timeout
+	dialer := &net.Dialer{Timeout: pc.ConnConfig.ConnectTimeout, KeepAliveConfig: keepAlive}
+	pc.ConnConfig.DialFunc = dialer.DialContext
 	if pc.ConnConfig.RuntimeParams == nil {
 		pc.ConnConfig.RuntimeParams = map[string]string{}
 	}
@@ -134,6 +153,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		pool:    pool,
 		connCfg: pc.ConnConfig.Copy(),
 		timeout: cfg.Timeout,
+		idle:    cfg.ListenIdle,
 		origin:  randomID(),
 		log:     cfg.Logger,
 		queue:   make(chan *request, maxBatch),
@@ -145,11 +165,47 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	defer cancel()
 	if err := migrate(mctx, pool); err != nil {
 		pool.Close()
-		return nil, err
+		return nil, startErr(pc.ConnConfig, err)
 	}
 	go b.commitLoop()
 	return b, nil
 }
+
+// startErr explains a failure to reach the database at start-up, naming
+// where Coffer tried to connect (host and port, never the password).
+func startErr(cc *pgx.ConnConfig, err error) error {
+	if !errors.Is(err, storage.ErrUnavailable) {
+		return err
+	}
+	addrs := []string{net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port)))}
+	for _, fb := range cc.Fallbacks {
+		addrs = append(addrs, net.JoinHostPort(fb.Host, strconv.Itoa(int(fb.Port))))
+	}
+	// The innermost network error says why (refused, timed out, no such
+	// host) without pgx's multi-line list of attempts.
+	why := err.Error()
+	var oe *net.OpError
+	var de *net.DNSError
+	switch {
+	case errors.As(err, &de):
+		why = de.Error()
+	case errors.As(err, &oe) && oe.Err != nil:
+		why = oe.Err.Error()
+	case errors.Is(err, context.DeadlineExceeded):
+		why = "no answer in time"
+	}
+	return &unreachableError{addrs: strings.Join(slices.Compact(addrs), ", "), why: why}
+}
+
+// unreachableError is Open's failure to reach the database. It matches
+// storage.ErrUnavailable.
+type unreachableError struct{ addrs, why string }
+
+func (e *unreachableError) Error() string {
+	return "PostgreSQL is unreachable at " + e.addrs + ": " + e.why
+}
+
+func (e *unreachableError) Unwrap() error { return storage.ErrUnavailable }
 
 func randomID() string {
 	var r [8]byte
