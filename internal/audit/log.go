@@ -291,6 +291,10 @@ func (l *Log) Append(ctx context.Context, r *Record) error {
 	}
 }
 
+// Syncs returns how many times the active file was fsynced since Open;
+// with LastSeq it gives the records made durable per fsync (group commit).
+func (l *Log) Syncs() uint64 { return l.syncs.Load() }
+
 // Healthy returns nil if the last write succeeded, or the error of the last
 // failed write (wrapping ErrUnavailable) while the Log cannot write.
 func (l *Log) Healthy() error {

@@ -107,6 +107,22 @@ func New(opts Options) (*Server, error) {
 		}
 		return 0
 	}))
+	s.Metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "coffer_audit_syncs_total", Help: "fsyncs of the local audit log since it opened; records per fsync shows group commit at work.",
+	}, func() float64 {
+		if l := c.AuditLog(); l != nil {
+			return float64(l.Syncs())
+		}
+		return 0
+	}))
+	s.Metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "coffer_audit_records_total", Help: "Records in the local audit log's chain (its last sequence number).",
+	}, func() float64 {
+		if l := c.AuditLog(); l != nil {
+			return float64(l.LastSeq())
+		}
+		return 0
+	}))
 	s.Metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "coffer_audit_healthy", Help: "1 when the local audit log accepts records.",
 	}, func() float64 {
