@@ -1,17 +1,9 @@
 package awsapi
 
 import (
-	"crypto/rand"
-	"strings"
-)
+	"errors"
 
-// Character classes of GetRandomPassword, as AWS defines them.
-const (
-	lowerChars       = "abcdefghijklmnopqrstuvwxyz"
-	upperChars       = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	digitChars       = "0123456789"
-	punctuationChars = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
-	maxPasswordLen   = 4096
+	"github.com/coffer-dev/coffer/internal/rotation/password"
 )
 
 type randomPasswordIn struct {
@@ -36,134 +28,44 @@ func flag(b *bool, def bool) bool {
 	return *b
 }
 
-// getRandomPassword generates a password from crypto/rand. Every character
-// is drawn uniformly from the allowed set (rejection sampling, no modulo
-// bias); with RequireEachIncludedType, passwords missing a class are drawn
-// again, which keeps the result uniform over the passwords that qualify.
+// getRandomPassword answers GetRandomPassword with the generator the
+// password rotator uses (package password): every character drawn
+// uniformly from crypto/rand, redrawn until each required class appears.
 func (a *API) getRandomPassword(_ *call, in *randomPasswordIn, _ string) (any, error) {
-	length := int64(32)
+	p := password.Policy{
+		Length:             password.DefaultLength,
+		ExcludeLowercase:   flag(in.ExcludeLowercase, false),
+		ExcludeUppercase:   flag(in.ExcludeUppercase, false),
+		ExcludeNumbers:     flag(in.ExcludeNumbers, false),
+		ExcludePunctuation: flag(in.ExcludePunctuation, false),
+		IncludeSpace:       flag(in.IncludeSpace, false),
+		AnyClass:           !flag(in.RequireEachIncludedType, true),
+	}
 	if in.PasswordLength != nil {
-		length = *in.PasswordLength
+		if *in.PasswordLength < 1 || *in.PasswordLength > password.MaxLength {
+			return nil, invalidParameter("PasswordLength must be between 1 and %d", password.MaxLength)
+		}
+		p.Length = int(*in.PasswordLength)
 	}
-	if length < 1 || length > maxPasswordLen {
-		return nil, invalidParameter("PasswordLength must be between 1 and %d", maxPasswordLen)
-	}
-	exclude := ""
 	if in.ExcludeCharacters != nil {
-		exclude = *in.ExcludeCharacters
-		if len(exclude) > maxPasswordLen {
-			return nil, invalidParameter("ExcludeCharacters is longer than %d characters", maxPasswordLen)
-		}
+		p.ExcludeCharacters = *in.ExcludeCharacters
 	}
-	keep := func(set string) string {
-		return strings.Map(func(r rune) rune {
-			if strings.ContainsRune(exclude, r) {
-				return -1
-			}
-			return r
-		}, set)
+	pw, err := p.Generate()
+	var pe *password.Error
+	if errors.As(err, &pe) {
+		return nil, invalidParameter("%s", awsPasswordMessage(pe))
 	}
-	var classes []string
-	for _, c := range []struct {
-		set      string
-		excluded bool
-	}{
-		{lowerChars, flag(in.ExcludeLowercase, false)},
-		{upperChars, flag(in.ExcludeUppercase, false)},
-		{digitChars, flag(in.ExcludeNumbers, false)},
-		{punctuationChars, flag(in.ExcludePunctuation, false)},
-	} {
-		if s := keep(c.set); !c.excluded && s != "" {
-			classes = append(classes, s)
-		}
+	if err != nil {
+		return nil, err
 	}
-	alphabet := strings.Join(classes, "")
-	if flag(in.IncludeSpace, false) {
-		alphabet += keep(" ")
-	}
-	if alphabet == "" {
-		return nil, invalidParameter("every character is excluded; allow at least one character class")
-	}
-	required := classes
-	if !flag(in.RequireEachIncludedType, true) {
-		required = nil
-	}
-	if int(length) < len(required) {
-		return nil, invalidParameter("PasswordLength %d is too short to include each of the %d included character types", length, len(required))
-	}
-	return &randomPasswordOut{RandomPassword: randomPassword(newRNG(), alphabet, required, int(length))}, nil
+	return &randomPasswordOut{RandomPassword: pw}, nil
 }
 
-// randomPassword draws n characters from alphabet until the password holds
-// a character of every required class; after many misses (possible only
-// with tiny classes and short passwords) it places one character of each
-// class and shuffles.
-func randomPassword(r *rng, alphabet string, required []string, n int) string {
-	pw := make([]byte, n)
-	for range 1000 {
-		for i := range pw {
-			pw[i] = alphabet[r.intn(len(alphabet))]
-		}
-		if hasEach(pw, required) {
-			return string(pw)
-		}
+// awsPasswordMessage names the AWS parameter a policy error is about.
+func awsPasswordMessage(e *password.Error) string {
+	field := map[string]string{"length": "PasswordLength", "exclude_characters": "ExcludeCharacters"}[e.Field]
+	if field == "" {
+		field = e.Field
 	}
-	for i := range pw {
-		if i < len(required) {
-			pw[i] = required[i][r.intn(len(required[i]))]
-		} else {
-			pw[i] = alphabet[r.intn(len(alphabet))]
-		}
-	}
-	for i := len(pw) - 1; i > 0; i-- { // Fisher-Yates
-		j := r.intn(i + 1)
-		pw[i], pw[j] = pw[j], pw[i]
-	}
-	return string(pw)
-}
-
-func hasEach(pw []byte, classes []string) bool {
-	for _, c := range classes {
-		if !strings.ContainsAny(string(pw), c) {
-			return false
-		}
-	}
-	return true
-}
-
-// rng draws uniform integers from crypto/rand.
-type rng struct {
-	buf [512]byte
-	off int
-}
-
-func newRNG() *rng { return &rng{off: 512} }
-
-func (r *rng) byte() int {
-	if r.off == len(r.buf) {
-		rand.Read(r.buf[:])
-		r.off = 0
-	}
-	b := r.buf[r.off]
-	r.off++
-	return int(b)
-}
-
-// intn returns a uniform integer in [0, n) for 1 <= n <= 65536, rejecting
-// draws past the largest multiple of n so that no value is favored.
-func (r *rng) intn(n int) int {
-	if n <= 256 {
-		limit := 256 - 256%n
-		for {
-			if b := r.byte(); b < limit {
-				return b % n
-			}
-		}
-	}
-	limit := 65536 - 65536%n
-	for {
-		if v := r.byte()<<8 | r.byte(); v < limit {
-			return v % n
-		}
-	}
+	return field + " " + e.Msg
 }

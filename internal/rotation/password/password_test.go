@@ -2,6 +2,7 @@ package password
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 )
@@ -92,6 +93,35 @@ func BenchmarkGenerate(b *testing.B) {
 	for b.Loop() {
 		if _, err := (Policy{}).Generate(); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestIntnUniform checks that rejection sampling favors no value: with
+// n = 3 a modulo reduction of a byte would give 0 about 0.4% more often.
+func TestIntnUniform(t *testing.T) {
+	r := &rng{off: len(rng{}.buf)}
+	for _, n := range []int{3, 62, 95, 200, 1000} {
+		const draws = 200000
+		counts := make([]int, n)
+		for range draws {
+			v := r.intn(n)
+			if v < 0 || v >= n {
+				t.Fatalf("intn(%d) = %d", n, v)
+			}
+			counts[v]++
+		}
+		// Chi-squared against uniform; the bound is far in the tail
+		// (about 6 standard deviations) so the test does not flake.
+		want := float64(draws) / float64(n)
+		chi := 0.0
+		for _, c := range counts {
+			d := float64(c) - want
+			chi += d * d / want
+		}
+		df := float64(n - 1)
+		if chi > df+6*math.Sqrt(2*df)+10 {
+			t.Errorf("intn(%d): chi-squared %.1f with %v degrees of freedom", n, chi, df)
 		}
 	}
 }
