@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/coffer-dev/coffer/internal/testdb"
@@ -79,10 +80,14 @@ audit { path = %q }
 			for _, c := range o.conns {
 				t := spreadTarget(nodes, token, kind, label, c)
 				fmt.Fprintf(os.Stderr, "%-22s %4d conns ...\n", t.name, c)
+				before := sumMetric(ctx, nodes, token, "coffer_storage_conflict_retries_total")
+				commits := sumMetric(ctx, nodes, token, "coffer_storage_commits_total")
 				res, err := runLoad(ctx, t, o.warmup, o.duration)
 				if err != nil {
 					return err
 				}
+				res.Retries = sumMetric(ctx, nodes, token, "coffer_storage_conflict_retries_total") - before
+				res.Commits = sumMetric(ctx, nodes, token, "coffer_storage_commits_total") - commits
 				results = append(results, res)
 			}
 		}
@@ -104,9 +109,9 @@ audit { path = %q }
 		return err
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "step\tconns\treq/s\tp50 ms\tp99 ms\terrors\t")
+	fmt.Fprintln(w, "step\tconns\treq/s\tp50 ms\tp99 ms\terrors\tcommits\tconflict retries\t")
 	for _, r := range results {
-		fmt.Fprintf(w, "%s\t%d\t%.0f\t%.2f\t%.2f\t%d\t\n", r.Target, r.Conns, r.RPS, r.P50Ms, r.P99Ms, r.Errors)
+		fmt.Fprintf(w, "%s\t%d\t%.0f\t%.2f\t%.2f\t%d\t%.0f\t%.0f\t\n", r.Target, r.Conns, r.RPS, r.P50Ms, r.P99Ms, r.Errors, r.Commits, r.Retries)
 	}
 	w.Flush()
 	for _, r := range results {
@@ -132,4 +137,23 @@ func spreadTarget(nodes []*proc, token, kind, label string, conns int) target {
 			strconv.Itoa(w) + "/" + strconv.Itoa(i)
 	}
 	return t
+}
+
+// sumMetric adds up a counter over the nodes' /v1/sys/metrics (0 where absent).
+func sumMetric(ctx context.Context, nodes []*proc, token, name string) float64 {
+	c := &http.Client{Timeout: callTimeout}
+	total := 0.0
+	for _, n := range nodes {
+		code, body, err := call(ctx, c, "GET", n.url+"/v1/sys/metrics", token, nil)
+		if err != nil || code != http.StatusOK {
+			continue
+		}
+		for _, line := range strings.Split(string(body), "\n") {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				total += f
+			}
+		}
+	}
+	return total
 }

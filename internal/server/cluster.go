@@ -85,6 +85,12 @@ func (s *Server) setupCluster() {
 		co.APIAddr = s.URL()
 	}
 	cs.pg = pg
+	s.Metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "coffer_storage_commits_total", Help: "PostgreSQL transactions committed (several writes share one: group commit).",
+	}, func() float64 { c, _, _ := pg.Stats(); return float64(c) }))
+	s.Metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "coffer_storage_conflict_retries_total", Help: "Transactions run again after a serialization conflict with another node.",
+	}, func() float64 { _, _, r := pg.Stats(); return float64(r) }))
 	cs.node = cluster.New(cluster.Config{
 		Pool: pg.Pool(), ConnConfig: pg.ConnConfig(), NodeID: co.NodeID, APIAddr: co.APIAddr, Version: co.Version,
 		Sealed: s.Core.Sealed, OnChange: s.leaderChanged, Interval: co.Interval, Logger: s.log,
