@@ -15,7 +15,9 @@ func (a *API) record(rt route, r *request, status int, err error, elapsed time.D
 	}
 	in := core.RequestRecord{
 		ID: r.id, Op: rt.op.Name, Path: rt.policyPath(r), Version: r.version, Stage: r.stage,
-		Principal: r.principal, Public: rt.access == public, Source: sourceAddr(r.Request), UserAgent: r.UserAgent(),
+		// A public route that authenticated its caller anyway (a metrics
+		// scrape with a token) is recorded as an authorized request.
+		Principal: r.principal, Public: rt.access == public && r.principal == nil, Source: sourceAddr(r.Request), UserAgent: r.UserAgent(),
 		Status: status, Err: err, Decision: r.decision, Sensitive: r.hmacs, Elapsed: elapsed,
 	}
 	if err != nil {

@@ -84,7 +84,7 @@ func (a *API) generateRoot(r *request) (any, error) {
 func (a *API) metricsRoutes() []route {
 	metrics := route{"GET", "/v1/sys/metrics", Op{"sys.metrics", "read"}, authenticated, a.serveMetrics, fixed("sys/metrics")}
 	if a.cfg.MetricsAccess.Unauthenticated {
-		metrics = route{"GET", "/v1/sys/metrics", Op{"sys.metrics", ""}, public, a.servePublicMetrics, nil}
+		metrics = route{"GET", "/v1/sys/metrics", Op{"sys.metrics", ""}, public, a.servePublicMetrics, fixed("sys/metrics")}
 	}
 	return []route{
 		metrics,
@@ -146,6 +146,9 @@ func (a *API) servePublicMetrics(r *request) (any, error) {
 				return nil, err
 			}
 			r.principal = p
+			if err := a.core.Limits.AllowIdentity("sys/metrics", limitKey(p)); err != nil {
+				return nil, err
+			}
 			if err := a.authorize(r, "sys.metrics", "sys/metrics", "read"); err != nil {
 				return nil, err
 			}
