@@ -97,6 +97,11 @@ type Service struct {
 	policies map[string]*policy.Policy // parsed current policies, by name
 	sets     map[string]*policy.Set    // compiled sets by sorted policy names
 	loadedAt time.Time                 // when Load began reading policies
+	// loads numbers Load calls as they begin; installed is the number of
+	// the one whose policies are in use. A Load that began before the
+	// installed one read older policies and is discarded, so a periodic
+	// reload racing a change cannot bring the old policies back.
+	loads, installed uint64
 }
 
 // SetMaxAge bounds how long policies are used from memory: a check made
@@ -138,6 +143,10 @@ func New(store Store, now func() time.Time) *Service {
 
 // Load reads every current policy from storage and drops compiled sets.
 func (s *Service) Load(ctx context.Context) error {
+	s.mu.Lock()
+	s.loads++
+	seq := s.loads
+	s.mu.Unlock()
 	start := s.now()
 	parsed := map[string]*policy.Policy{}
 	after := ""
@@ -152,6 +161,9 @@ func (s *Service) Load(ctx context.Context) error {
 		after = keys[len(keys)-1]
 		for _, k := range keys {
 			st, err := s.read(ctx, k)
+			if errors.Is(err, ErrNotFound) {
+				continue // deleted since the list
+			}
 			if err != nil {
 				return err
 			}
@@ -163,7 +175,9 @@ func (s *Service) Load(ctx context.Context) error {
 		}
 	}
 	s.mu.Lock()
-	s.policies, s.sets, s.loadedAt = parsed, map[string]*policy.Set{}, start
+	if seq > s.installed {
+		s.policies, s.sets, s.loadedAt, s.installed = parsed, map[string]*policy.Set{}, start, seq
+	}
 	s.mu.Unlock()
 	return nil
 }
@@ -176,6 +190,7 @@ func IsPolicyKey(key string) bool { return strings.HasPrefix(key, currentPrefix)
 func (s *Service) Reset() {
 	s.mu.Lock()
 	s.policies, s.sets = nil, nil
+	s.installed = s.loads // a Load still in flight must not install after the seal
 	s.mu.Unlock()
 }
 
