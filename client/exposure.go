@@ -41,11 +41,27 @@ func (c *Client) Exposures(ctx context.Context, name string) ([]Exposure, error)
 	return out.Reports, c.do(ctx, "GET", "/v1/exposures/"+name, nil, nil, &out)
 }
 
-// AllExposures lists reports about secrets whose names start with prefix
-// (at most 1,000).
+// AllExposures lists every report about secrets whose names start with
+// prefix, in name then time order, fetching page after page.
 func (c *Client) AllExposures(ctx context.Context, prefix string) ([]Exposure, error) {
-	var out struct {
-		Reports []Exposure `json:"reports"`
+	var all []Exposure
+	cursor := ""
+	for {
+		var page struct {
+			Reports []Exposure `json:"reports"`
+			Next    string     `json:"next_cursor"`
+		}
+		q := url.Values{"prefix": {prefix}}
+		if cursor != "" {
+			q.Set("cursor", cursor)
+		}
+		if err := c.do(ctx, "GET", "/v1/exposures", q, nil, &page); err != nil {
+			return all, err
+		}
+		all = append(all, page.Reports...)
+		if page.Next == "" {
+			return all, nil
+		}
+		cursor = page.Next
 	}
-	return out.Reports, c.do(ctx, "GET", "/v1/exposures", url.Values{"prefix": {prefix}}, nil, &out)
 }

@@ -157,9 +157,26 @@ func (s *Service) List(ctx context.Context, name string) ([]*Report, error) {
 }
 
 // ListAll returns up to limit reports about secrets whose names start with
-// namePrefix, in name then time order.
-func (s *Service) ListAll(ctx context.Context, namePrefix string, limit int) ([]*Report, error) {
-	return s.list(ctx, prefix+namePrefix, limit)
+// namePrefix, in name then time order, starting after the cursor a previous
+// page returned (empty: from the start). next is empty on the last page.
+func (s *Service) ListAll(ctx context.Context, namePrefix, cursor string, limit int) (reps []*Report, next string, err error) {
+	after := ""
+	if cursor != "" {
+		after = prefix + cursor
+	}
+	fetch := 0 // every report
+	if limit > 0 {
+		fetch = limit + 1 // one more tells whether there is a next page
+	}
+	keys, err := s.store.List(ctx, prefix+namePrefix, after, fetch)
+	if err != nil {
+		return nil, "", err
+	}
+	if limit > 0 && len(keys) > limit {
+		keys, next = keys[:limit], strings.TrimPrefix(keys[limit-1], prefix)
+	}
+	reps, err = s.read(ctx, keys)
+	return reps, next, err
 }
 
 func (s *Service) list(ctx context.Context, p string, limit int) ([]*Report, error) {
@@ -167,6 +184,10 @@ func (s *Service) list(ctx context.Context, p string, limit int) ([]*Report, err
 	if err != nil {
 		return nil, err
 	}
+	return s.read(ctx, keys)
+}
+
+func (s *Service) read(ctx context.Context, keys []string) ([]*Report, error) {
 	out := make([]*Report, 0, len(keys))
 	for _, k := range keys {
 		raw, err := s.store.Get(ctx, k)

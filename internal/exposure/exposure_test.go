@@ -30,7 +30,10 @@ func TestAddListAndBounds(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0].Location != "https://git.example/commit/1" {
 		t.Fatalf("reports of a: %+v %v (a/b's must not show)", got, err)
 	}
-	all, _ := s.ListAll(ctx, "", 0)
+	all, next, _ := s.ListAll(ctx, "", "", 0)
+	if next != "" {
+		t.Fatalf("one page, yet next = %q", next)
+	}
 	if len(all) != 2 || all[0].Secret != "a/b" || all[0].Source != "other" {
 		t.Fatalf("all: %+v", all)
 	}
@@ -52,6 +55,11 @@ func TestAddListAndBounds(t *testing.T) {
 		if _, err := s.Add(ctx, Report{Secret: "many", Note: "n"}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	page1, next, _ := s.ListAll(ctx, "many", "", 60)
+	page2, last, _ := s.ListAll(ctx, "many", next, 60)
+	if len(page1) != 60 || len(page2) != MaxPerSecret-60 || last != "" || page1[59].ID == page2[0].ID {
+		t.Fatalf("pages of %d and %d, next %q then %q", len(page1), len(page2), next, last)
 	}
 	many, _ := s.List(ctx, "many")
 	if len(many) != MaxPerSecret {

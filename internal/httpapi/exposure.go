@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"slices"
+	"strconv"
 
 	"github.com/coffer-dev/coffer/internal/events"
 	"github.com/coffer-dev/coffer/internal/exposure"
@@ -59,9 +60,25 @@ func (a *API) listExposures(r *request) (any, error) {
 }
 
 func (a *API) listAllExposures(r *request) (any, error) {
-	reps, err := a.core.Exposures.ListAll(r.ctx, r.URL.Query().Get("prefix"), 1000)
+	q := r.URL.Query()
+	limit := 1000
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return nil, badRequest("limit must be a number from 1 to 1000")
+		}
+		limit = n
+	}
+	if len(q.Get("cursor")) > 2048 || len(q.Get("prefix")) > 1024 {
+		return nil, badRequest("prefix or cursor is too long")
+	}
+	reps, next, err := a.core.Exposures.ListAll(r.ctx, q.Get("prefix"), q.Get("cursor"), limit)
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"reports": reps}, nil
+	out := map[string]any{"reports": reps}
+	if next != "" {
+		out["next_cursor"] = next
+	}
+	return out, nil
 }
