@@ -9,19 +9,21 @@ import (
 // DBConnection is a database connection Coffer issues users on. The admin
 // password is never returned; PasswordSet says whether one is stored.
 type DBConnection struct {
-	Name               string     `json:"name"`
-	Plugin             string     `json:"plugin"` // postgresql or mysql
-	ConnectionURL      string     `json:"connection_url"`
-	Username           string     `json:"username,omitempty"`
-	AllowedRoles       []string   `json:"allowed_roles"`
-	MaxOpenConnections int        `json:"max_open_connections,omitempty"`
-	PasswordSet        bool       `json:"password_set"`
-	CreatedAt          time.Time  `json:"created_at"`
-	UpdatedAt          time.Time  `json:"updated_at"`
-	RootRotatedAt      *time.Time `json:"root_rotated_at,omitempty"`
-	RootRotationPeriod string     `json:"root_rotation_period,omitempty"` // e.g. "720h0m0s"; empty: on demand only
-	RootRotationError  string     `json:"root_rotation_error,omitempty"`  // the last scheduled rotation's failure
-	Version            int64      `json:"version"`
+	Name                 string     `json:"name"`
+	Plugin               string     `json:"plugin"` // postgresql or mysql
+	ConnectionURL        string     `json:"connection_url"`
+	Username             string     `json:"username,omitempty"`
+	AllowedRoles         []string   `json:"allowed_roles"`
+	MaxOpenConnections   int        `json:"max_open_connections,omitempty"`
+	PasswordSet          bool       `json:"password_set"`
+	CreatedAt            time.Time  `json:"created_at"`
+	UpdatedAt            time.Time  `json:"updated_at"`
+	RootRotatedAt        *time.Time `json:"root_rotated_at,omitempty"`
+	RootRotationPeriod   string     `json:"root_rotation_period,omitempty"`   // e.g. "720h0m0s"; empty: on demand only
+	RootRotationError    string     `json:"root_rotation_error,omitempty"`    // the last scheduled rotation's failure
+	RootRotationFailures int        `json:"root_rotation_failures,omitempty"` // scheduled failures in a row
+	RootRotationRetryAt  *time.Time `json:"root_rotation_retry_at,omitempty"` // next scheduled attempt after a failure
+	Version              int64      `json:"version"`
 }
 
 // DBConnectionInput writes a connection. ConnectionURL may contain

@@ -62,7 +62,8 @@ type RotationStatus struct {
 }
 
 // SetRotation sets a secret's own rotation policy. The answer shows the
-// options unredacted this once (a webhook's generated signing key).
+// options with a webhook signing key generated or given in this call shown
+// once; a key kept from before stays redacted.
 func (c *Client) SetRotation(ctx context.Context, name string, p RotationPolicy) (*RotationStatus, error) {
 	p.UpdatedAt, p.UpdatedBy = time.Time{}, ""
 	var out RotationStatus

@@ -93,6 +93,9 @@ func (e *env) printDBConnection(c *client.DBConnection) error {
 	}
 	if c.RootRotationError != "" {
 		e.printf("Root rotation FAILED: %s\n", c.RootRotationError)
+		if c.RootRotationRetryAt != nil {
+			e.printf("                 %d failure(s) in a row; next attempt %s\n", c.RootRotationFailures, fmtTime(*c.RootRotationRetryAt))
+		}
 	}
 	e.printf("Updated:         %s\n", fmtTime(c.UpdatedAt))
 	return nil

@@ -123,6 +123,14 @@ type Connection struct {
 	// RootRotationError is the last scheduled rotation's failure, cleared
 	// by the next success.
 	RootRotationError string `json:"root_rotation_error,omitempty"`
+	// RootRotationFailures counts the scheduled rotations that failed in a
+	// row, the last at RootRotationFailedAt; the next is not tried before
+	// RootRotationRetryAt (see rootRetryDelay), so a database that refuses
+	// the admin is not sent a failing login every minute (which could lock
+	// the account). All three are cleared by a success or a rewrite.
+	RootRotationFailures int        `json:"root_rotation_failures,omitempty"`
+	RootRotationFailedAt *time.Time `json:"root_rotation_failed_at,omitempty"`
+	RootRotationRetryAt  *time.Time `json:"root_rotation_retry_at,omitempty"`
 	// Version counts writes, so every node notices a change (such as a
 	// rotated password) and reopens its pool.
 	Version int64 `json:"version"`
@@ -147,6 +155,13 @@ type storedConn struct {
 
 func (st *storedConn) clearPending() {
 	st.PendingPassword, st.PendingSince, st.PendingBy = "", nil, ""
+}
+
+// rotated records a successful root rotation to password at now.
+func (st *storedConn) rotated(password string, now time.Time) {
+	st.Password, st.RootRotatedAt = password, &now
+	st.RootRotationError, st.RootRotationFailures, st.RootRotationFailedAt, st.RootRotationRetryAt = "", 0, nil, nil
+	st.clearPending()
 }
 
 // Role describes the users issued under one name.
@@ -314,6 +329,7 @@ func (s *Service) PutConnection(ctx context.Context, in ConnInput) (*Connection,
 		return nil, err
 	}
 	now := s.now().UTC()
+	moved := false
 	st := &storedConn{Connection: Connection{Name: in.Name, Plugin: in.Plugin, ConnectionURL: in.ConnectionURL,
 		Username: in.Username, AllowedRoles: slices.Clone(in.AllowedRoles), MaxOpenConnections: in.MaxOpenConnections,
 		RootRotationPeriod: auth.Duration(in.RootRotationPeriod), CreatedAt: now, UpdatedAt: now}}
@@ -327,11 +343,13 @@ func (s *Service) PutConnection(ctx context.Context, in ConnInput) (*Connection,
 		if old.Plugin != in.Plugin {
 			return nil, &InputError{Field: "plugin", Msg: "cannot change; delete the connection and create it again"}
 		}
-		if err := s.checkMove(ctx, d, old, in); err != nil {
+		if moved, err = s.checkMove(ctx, d, old, in); err != nil {
 			return nil, err
 		}
 		st.CreatedAt, st.RootRotatedAt, st.Version = old.CreatedAt, old.RootRotatedAt, old.Version
-		st.PendingPassword, st.PendingSince, st.PendingBy = old.PendingPassword, old.PendingSince, old.PendingBy
+		if !moved { // checkMove refuses a move while a rotation is unsettled
+			st.PendingPassword, st.PendingSince, st.PendingBy = old.PendingPassword, old.PendingSince, old.PendingBy
+		}
 		if in.Password == nil {
 			st.Password = old.Password
 		}
@@ -364,6 +382,11 @@ func (s *Service) PutConnection(ctx context.Context, in ConnInput) (*Connection,
 			return fmt.Errorf("%w: the connection changed while it was being written (another write or a root rotation); read it and try again", ErrInUse)
 		}
 		st.CreatedAt, st.RootRotatedAt = cur.CreatedAt, cur.RootRotatedAt
+		if moved && cur.PendingPassword != "" {
+			// Unreachable while the version check holds; a pending
+			// password is never carried to a new place.
+			return errPendingMove
+		}
 		st.PendingPassword, st.PendingSince, st.PendingBy = cur.PendingPassword, cur.PendingSince, cur.PendingBy
 		if in.Password == nil {
 			st.Password = cur.Password
@@ -380,37 +403,46 @@ func (s *Service) PutConnection(ctx context.Context, in ConnInput) (*Connection,
 	return &out, nil
 }
 
-// checkMove guards a rewrite that changes where the admin password goes
-// (host, port, TLS settings, user or database): the stored password is
-// never sent to a new place, so such a change needs the password again;
-// and it is refused while the connection has live leases, whose users
-// could then no longer be dropped.
-func (s *Service) checkMove(ctx context.Context, d dialect, old *storedConn, in ConnInput) error {
+// errPendingMove refuses a move while a root rotation is unsettled.
+var errPendingMove = fmt.Errorf("%w: a root rotation is unsettled; settle it (rotate-root) first", ErrInUse)
+
+// checkMove guards a rewrite that changes where or how the admin password
+// is sent (host, port, TLS and authentication settings, user or database;
+// see dialect.identity) and reports whether it does. The stored password
+// is never sent to a new place, so such a change needs the password
+// again. It is refused while a root rotation is unsettled, whose pending
+// password (which verify and settle try) must never reach a new place,
+// and while the connection has live leases, whose users could then no
+// longer be dropped.
+func (s *Service) checkMove(ctx context.Context, d dialect, old *storedConn, in ConnInput) (bool, error) {
 	next, err := d.identity(in.ConnectionURL, in.Username)
 	if err != nil {
-		return err
+		return false, err
 	}
 	// A stored URL that no longer parses counts as moved.
 	if prev, err := d.identity(old.ConnectionURL, old.Username); err == nil && prev == next {
-		return nil
+		return false, nil
+	}
+	if old.PendingPassword != "" {
+		return true, errPendingMove
 	}
 	if in.Password == nil {
-		return &InputError{Field: "password", Msg: "is required when the host, port, TLS settings, user or database change: " +
-			"the stored admin password is only sent where it was given for"}
+		return true, &InputError{Field: "password", Msg: "is required when the host, port, TLS or authentication settings, user or database change: " +
+			"the stored admin password is only sent where and how it was given for"}
 	}
 	roles, err := s.connRoles(ctx, old.Name)
 	if err != nil {
-		return err
+		return true, err
 	}
 	for _, r := range roles {
 		if live, err := s.liveLeases(ctx, r); err != nil {
-			return err
+			return true, err
 		} else if live {
-			return fmt.Errorf("%w: the host, port, user or database cannot change while the connection has live leases (role %s); "+
+			return true, fmt.Errorf("%w: the host, port, user or database cannot change while the connection has live leases (role %s); "+
 				"revoke them first (coffer lease revoke --prefix %s%s/)", ErrInUse, r, LeasePrefix, r)
 		}
 	}
-	return nil
+	return true, nil
 }
 
 // connRoles returns the names of the roles that use connection name.
@@ -847,9 +879,7 @@ func (s *Service) settle(ctx context.Context, d dialect, st *storedConn, rotatin
 			if cur.PendingPassword != pending {
 				return false
 			}
-			now := s.now().UTC()
-			cur.Password, cur.RootRotatedAt, cur.RootRotationError = pending, &now, ""
-			cur.clearPending()
+			cur.rotated(pending, s.now().UTC())
 			return true
 		})
 		if err == nil && (cur.Password != pending || cur.PendingPassword != "") {
@@ -1102,9 +1132,7 @@ func (s *Service) RotateRoot(ctx context.Context, name string) error {
 	// The database holds next now, whatever was written meanwhile; record
 	// it even if the caller has given up.
 	_, err = s.updateConn(context.WithoutCancel(ctx), name, func(cur *storedConn) bool {
-		now := s.now().UTC()
-		cur.Password, cur.RootRotatedAt, cur.RootRotationError = next, &now, ""
-		cur.clearPending()
+		cur.rotated(next, s.now().UTC())
 		return true
 	})
 	if err != nil {
@@ -1128,9 +1156,10 @@ type RootRotationResult struct {
 // RotateRootDue rotates the admin password of every connection whose
 // RootRotationPeriod has passed since its last rotation. A failure is kept
 // on the connection (RootRotationError, shown by GET /v1/db/config) and the
-// rotation is tried again at the next pass; the pending password RotateRoot
-// keeps makes a retry safe whether or not the database took the first one.
-// The server runs it from the leader's background jobs.
+// rotation is tried again after a backoff that doubles with each failure in
+// a row, from 1 minute to 6 hours (RootRotationRetryAt); the pending
+// password RotateRoot keeps makes a retry safe whether or not the database
+// took the first one. The server runs it from the leader's background jobs.
 func (s *Service) RotateRootDue(ctx context.Context) (RootRotationResult, error) {
 	res := RootRotationResult{Failed: map[string]error{}}
 	names, err := s.Connections(ctx)
@@ -1154,6 +1183,9 @@ func (s *Service) RotateRootDue(ctx context.Context) (RootRotationResult, error)
 		if period <= 0 || now.Before(last.Add(period)) {
 			continue
 		}
+		if st.RootRotationRetryAt != nil && now.Before(*st.RootRotationRetryAt) {
+			continue // backing off after a failure
+		}
 		if err := s.RotateRoot(ctx, name); err != nil {
 			res.Failed[name] = err
 			s.noteRootRotationError(ctx, name, err)
@@ -1164,7 +1196,24 @@ func (s *Service) RotateRootDue(ctx context.Context) (RootRotationResult, error)
 	return res, nil
 }
 
-// noteRootRotationError records a scheduled rotation's failure on the connection.
+// Scheduled root rotation backoff: after n failures in a row the next try
+// waits rootRetryMin * 2^(n-1), at most rootRetryMax.
+const (
+	rootRetryMin = time.Minute
+	rootRetryMax = 6 * time.Hour
+)
+
+func rootRetryDelay(failures int) time.Duration {
+	d := rootRetryMin
+	for i := 1; i < failures && d < rootRetryMax; i++ {
+		d *= 2
+	}
+	return min(d, rootRetryMax)
+}
+
+// noteRootRotationError records a scheduled rotation's failure on the
+// connection and when the next may be tried. The Version is left alone:
+// nothing a pool or a concurrent write depends on changes.
 func (s *Service) noteRootRotationError(ctx context.Context, name string, cause error) {
 	msg := cause.Error()
 	if len(msg) > 512 {
@@ -1179,7 +1228,11 @@ func (s *Service) noteRootRotationError(ctx context.Context, name string, cause 
 		if err := json.Unmarshal(raw, &cur); err != nil {
 			return err
 		}
+		now := s.now().UTC()
+		retry := now.Add(rootRetryDelay(cur.RootRotationFailures + 1))
 		cur.RootRotationError = msg
+		cur.RootRotationFailures++
+		cur.RootRotationFailedAt, cur.RootRotationRetryAt = &now, &retry
 		return putJSON(tx, connPrefix+name, &cur)
 	})
 	if err != nil {

@@ -765,6 +765,51 @@ func TestRotateRootDueMySQL(t *testing.T) {
 	if c.RootRotationError == "" || strings.Contains(c.RootRotationError, "changed-by-hand") {
 		t.Fatalf("root rotation error = %q", c.RootRotationError)
 	}
+
+	// Failures back off (1 minute, doubling), so a refusing database is not
+	// sent a failing admin login at every pass.
+	for i, delay := range []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute} {
+		c, _ = f.svc.Connection(ctx, "m")
+		if c.RootRotationFailures != i+1 || c.RootRotationFailedAt == nil || c.RootRotationRetryAt == nil ||
+			c.RootRotationRetryAt.Sub(*c.RootRotationFailedAt) != delay {
+			t.Fatalf("after %d failures: failures=%d failed_at=%v retry_at=%v, want a %s backoff",
+				i+1, c.RootRotationFailures, c.RootRotationFailedAt, c.RootRotationRetryAt, delay)
+		}
+		if res, err = f.svc.RotateRootDue(ctx); err != nil || len(res.Failed)+len(res.Rotated) != 0 {
+			t.Fatalf("pass during the %s backoff: %+v %v", delay, res, err)
+		}
+		f.clock.advance(delay - 10*time.Second)
+		if res, err = f.svc.RotateRootDue(ctx); err != nil || len(res.Failed)+len(res.Rotated) != 0 {
+			t.Fatalf("pass just before the %s backoff ends: %+v %v", delay, res, err)
+		}
+		f.clock.advance(10 * time.Second)
+		if res, err = f.svc.RotateRootDue(ctx); err != nil || len(res.Failed) != 1 {
+			t.Fatalf("pass after the %s backoff: %+v %v", delay, res, err)
+		}
+	}
+
+	// Giving the right password again resets the backoff; the next pass rotates.
+	pw = "changed-by-hand"
+	if _, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "m", Plugin: dbcred.PluginMySQL, ConnectionURL: cfg.FormatDSN(),
+		Username: adminUser, Password: &pw, RootRotationPeriod: 24 * time.Hour}); err != nil {
+		t.Fatalf("PutConnection with the new password: %v", err)
+	}
+	if res, err = f.svc.RotateRootDue(ctx); err != nil || len(res.Rotated) != 1 {
+		t.Fatalf("pass after the password was fixed: %+v %v", res, err)
+	}
+	c, _ = f.svc.Connection(ctx, "m")
+	if c.RootRotationError != "" || c.RootRotationFailures != 0 || c.RootRotationFailedAt != nil || c.RootRotationRetryAt != nil {
+		t.Fatalf("after a successful rotation: %+v", c)
+	}
+}
+
+func TestRootRetryDelay(t *testing.T) {
+	for n, want := range map[int]time.Duration{1: time.Minute, 2: 2 * time.Minute, 3: 4 * time.Minute,
+		9: 256 * time.Minute, 10: 6 * time.Hour, 11: 6 * time.Hour, 1000: 6 * time.Hour} {
+		if got := dbcred.RootRetryDelayForTest(n); got != want {
+			t.Errorf("delay after %d failures = %s, want %s", n, got, want)
+		}
+	}
 }
 
 // pwAdmin creates a superuser admin with password "initial" on a
@@ -1090,12 +1135,42 @@ func TestConnectionMoveNeedsPassword(t *testing.T) {
 		{"tls", strings.Replace(base, "verify-full", "disable", 1), "admin"},
 		{"user", base, "someone"},
 		{"second host", strings.Replace(base, "10.0.0.1:5432", "10.0.0.1:5432,evil.example:5432", 1), "admin"},
+		{"channel_binding", base + "&channel_binding=disable", "admin"},
+		{"require_auth", base + "&require_auth=password", "admin"},
+		{"sslnegotiation", base + "&sslnegotiation=direct", "admin"},
+		{"target_session_attrs", base + "&target_session_attrs=read-write", "admin"},
 	} {
 		err := put(tc.url, tc.user, nil)
 		var ie *dbcred.InputError
 		if !errors.As(err, &ie) || ie.Field != "password" {
 			t.Errorf("%s changed without password = %v, want an InputError for password", tc.name, err)
 		}
+	}
+	// application_name and connect_timeout change nothing about the login.
+	if err := put(base+"&application_name=coffer-x&connect_timeout=5", "admin", nil); err != nil {
+		t.Errorf("application_name and connect_timeout changed without password: %v", err)
+	}
+	if err := put(base, "admin", nil); err != nil {
+		t.Errorf("back without application_name: %v", err)
+	}
+	// MySQL: the authentication settings count as well.
+	const mbase = "{{username}}@tcp(10.0.0.1:3306)/app?tls=true"
+	if _, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "my", Plugin: dbcred.PluginMySQL, ConnectionURL: mbase,
+		Username: "admin", Password: &pw, SkipVerify: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{mbase + "&allowNativePasswords=false", strings.Replace(mbase, "tls=true", "tls=skip-verify", 1),
+		strings.Replace(mbase, "10.0.0.1", "10.0.0.2", 1)} {
+		_, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "my", Plugin: dbcred.PluginMySQL, ConnectionURL: u,
+			Username: "admin", SkipVerify: true})
+		var ie *dbcred.InputError
+		if !errors.As(err, &ie) || ie.Field != "password" {
+			t.Errorf("MySQL %q without password = %v, want an InputError for password", u, err)
+		}
+	}
+	if _, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "my", Plugin: dbcred.PluginMySQL, ConnectionURL: mbase + "&timeout=5s",
+		Username: "admin", SkipVerify: true}); err != nil {
+		t.Errorf("MySQL timeout changed without password: %v", err)
 	}
 	// With live leases even the password does not allow a move.
 	f.leases.Register("test", noopRevoker{})
@@ -1112,6 +1187,88 @@ func TestConnectionMoveNeedsPassword(t *testing.T) {
 	if err := put(base, "admin", &other); err != nil {
 		t.Errorf("new password, same place, live leases: %v", err)
 	}
+}
+
+// storedField reads one field of a stored connection record.
+func storedField(t *testing.T, f *fixture, name, field string) any {
+	t.Helper()
+	raw, err := f.store.Get(context.Background(), "dbcred/config/"+name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m[field]
+}
+
+// TestConnectionMoveRefusedWhilePending: while a root rotation is
+// unsettled, its pending password (which the database may hold) must not
+// go anywhere new: a move is refused even with a password, and a rewrite
+// to the same place keeps the pending password.
+func TestConnectionMoveRefusedWhilePending(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	pw := "s3cret-pw"
+	const base = "postgres://{{username}}:{{password}}@10.0.0.1:5432/app?sslmode=verify-full"
+	put := func(connURL string, password *string) error {
+		_, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "x", Plugin: dbcred.PluginPostgres,
+			ConnectionURL: connURL, Username: "admin", Password: password, AllowedRoles: []string{"*"}, SkipVerify: true})
+		return err
+	}
+	if err := put(base, &pw); err != nil {
+		t.Fatal(err)
+	}
+	setPending(t, f, "x", "A1a-pending-admin-password", "othernode", f.clock.now().Add(-time.Hour))
+	mine := "attacker-knows-this"
+	for _, u := range []string{strings.Replace(base, "10.0.0.1", "evil.example", 1), base + "&channel_binding=disable"} {
+		for _, p := range []*string{&mine, nil} {
+			if err := put(u, p); !errors.Is(err, dbcred.ErrInUse) || !strings.Contains(err.Error(), "rotate-root") {
+				t.Errorf("move to %q with a pending rotation = %v, want ErrInUse asking to settle it", u, err)
+			}
+		}
+	}
+	if err := put(base+"&application_name=x", nil); err != nil {
+		t.Fatalf("rewrite in place with a pending rotation: %v", err)
+	}
+	if got := storedField(t, f, "x", "pending_password"); got != "A1a-pending-admin-password" {
+		t.Errorf("pending password after an in-place rewrite = %v", got)
+	}
+}
+
+// TestConnectionMoveCannotHarvestPending: the database holds the pending
+// password of an unsettled rotation. A writer who moves the connection to
+// a host of their own (here a proxy to the same server, which accepts it)
+// with a password of their choosing must not get the pending password
+// sent there.
+func TestConnectionMoveCannotHarvestPending(t *testing.T) {
+	ctx := context.Background()
+	_, dbURL := testdb.PostgresWithPasswords(t)
+	f, super, adminRole := pwAdmin(t, dbURL)
+	const p1 = "A1a-committed-but-unacknowledged"
+	if _, err := super.ExecContext(ctx, "ALTER ROLE "+adminRole+" PASSWORD '"+p1+"'"); err != nil {
+		t.Fatal(err)
+	}
+	setPending(t, f, "pg", p1, "", f.clock.now().Add(-time.Hour))
+	u, _ := url.Parse(dbURL)
+	proxy := newSlowProxy(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	guess := "not-the-password"
+	_, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "pg", Plugin: dbcred.PluginPostgres,
+		ConnectionURL: pgTemplateURL(t, u.String()), Username: adminRole, Password: &guess, AllowedRoles: []string{"r"}})
+	if !errors.Is(err, dbcred.ErrInUse) {
+		t.Fatalf("move with a pending rotation = %v, want ErrInUse", err)
+	}
+	c, _ := f.svc.Connection(ctx, "pg")
+	if strings.Contains(c.ConnectionURL, u.Host) {
+		t.Fatalf("the connection moved: %s", c.ConnectionURL)
+	}
+	// Settling (rotate-root) clears the way.
+	if err := f.svc.RotateRoot(ctx, "pg"); err != nil {
+		t.Fatalf("RotateRoot: %v", err)
+	}
+	usable(t, f)
 }
 
 // TestConnectionURLRefusals: connection URL settings that weaken how the
@@ -1141,6 +1298,17 @@ func TestConnectionURLRefusals(t *testing.T) {
 		{dbcred.PluginPostgres, "host=10.0.0.1 user=u passfile=/etc/shadow"},
 		{dbcred.PluginPostgres, "postgres:///app"}, // host from PGHOST
 		{dbcred.PluginPostgres, "dbname=app"},
+		// Local Unix sockets, where the database would authenticate Coffer's OS user.
+		{dbcred.PluginPostgres, "host=/var/run/postgresql user=u dbname=app"},
+		{dbcred.PluginPostgres, "postgres://u@%2Fvar%2Frun%2Fpostgresql/app"},
+		{dbcred.PluginPostgres, "postgres://u@10.0.0.1/app?host=/tmp"},
+		{dbcred.PluginPostgres, "postgres:///app?host=%2Ftmp"},
+		{dbcred.PluginPostgres, "host=10.0.0.1,/tmp user=u dbname=app"},
+		{dbcred.PluginPostgres, "host=10.0.0.1,@abstract user=u dbname=app"},
+		{dbcred.PluginPostgres, "host=@abstract user=u dbname=app"},
+		{dbcred.PluginPostgres, "host='' user=u dbname=app"},
+		{dbcred.PluginMySQL, "{{username}}@unix(/var/run/mysqld/mysqld.sock)/app"},
+		{dbcred.PluginMySQL, "{{username}}@unix/app"},
 	} {
 		_, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "x", Plugin: tc.plugin, ConnectionURL: tc.url,
 			Password: &pw, SkipVerify: true})

@@ -90,7 +90,8 @@ func (mysqlDialect) parse(raw string) (*mysql.Config, error) {
 }
 
 // checkMySQLParams refuses settings that would let a connection's writer
-// read the admin password or local files: cleartext and old (pre-4.1)
+// read the admin password, local files or a local socket (see errSocket):
+// cleartext and old (pre-4.1)
 // password authentication, falling back to plaintext when TLS fails
 // (tls=preferred), LOAD DATA LOCAL from any file, and unknown parameters,
 // which the driver sends as session variables.
@@ -114,7 +115,9 @@ func checkMySQLParams(cfg *mysql.Config) error {
 		}
 		sort.Strings(keys)
 		return refuse("parameter " + truncate(strings.Join(keys, ", "), 200))
-	case cfg.Net != "tcp" && cfg.Net != "tcp4" && cfg.Net != "tcp6" && cfg.Net != "unix":
+	case cfg.Net == "unix":
+		return errSocket
+	case cfg.Net != "tcp" && cfg.Net != "tcp4" && cfg.Net != "tcp6":
 		return refuse("network " + truncate(cfg.Net, 32))
 	}
 	return nil
@@ -131,8 +134,8 @@ func (d mysqlDialect) checkURL(raw string) error {
 	return nil
 }
 
-// identity is what the admin password is sent to: the address, the TLS
-// setting, the user and the database.
+// identity is what and how the admin password is sent to: the address,
+// the TLS setting, the authentication settings, the user and the database.
 func (d mysqlDialect) identity(raw, user string) (string, error) {
 	cfg, err := d.parse(raw)
 	if err != nil {
@@ -141,7 +144,8 @@ func (d mysqlDialect) identity(raw, user string) (string, error) {
 	if user == "" {
 		user = cfg.User
 	}
-	return fmt.Sprintf("user=%q db=%q %s(%s)/tls=%q", user, cfg.DBName, cfg.Net, cfg.Addr, cfg.TLSConfig), nil
+	return fmt.Sprintf("user=%q db=%q %s(%q)/tls=%q native=%v pubkey=%q", user, cfg.DBName, cfg.Net, cfg.Addr, cfg.TLSConfig,
+		cfg.AllowNativePasswords, cfg.ServerPubKey), nil
 }
 
 func (d mysqlDialect) open(raw, user, password string) (*sql.DB, error) {

@@ -97,6 +97,11 @@ func (postgres) parse(url string) (*pgx.ConnConfig, error) {
 	if !pgHas(raw, "host") {
 		return nil, &InputError{Field: "connection_url", Msg: "must name the host (postgres://HOST:5432/DB)"}
 	}
+	for _, h := range pgHosts(cfg) {
+		if pgSocket(h) {
+			return nil, errSocket
+		}
+	}
 	if !pgHas(raw, "user") {
 		cfg.User = ""
 	}
@@ -107,6 +112,29 @@ func (postgres) parse(url string) (*pgx.ConnConfig, error) {
 		cfg.Password = ""
 	}
 	return cfg, nil
+}
+
+// errSocket refuses a local Unix socket: the database authenticates a
+// socket connection by the operating system user at the other end (peer,
+// trust, unix_socket), which is Coffer's, so whoever may write a
+// connection could get the database's admin without knowing a password.
+var errSocket = &InputError{Field: "connection_url", Msg: "must name a TCP host and port: local Unix sockets " +
+	"(a PostgreSQL host starting with / or @, a MySQL unix(...) address) are refused, " +
+	"since the database would authenticate them as Coffer's own operating system user"}
+
+// pgHosts is every host a parsed configuration may connect to, the first
+// and the fallbacks.
+func pgHosts(cfg *pgx.ConnConfig) []*pgconn.FallbackConfig {
+	return append([]*pgconn.FallbackConfig{{Host: cfg.Host, Port: cfg.Port, TLSConfig: cfg.TLSConfig}}, cfg.Fallbacks...)
+}
+
+// pgSocket reports whether h is a Unix socket: a directory (/path, or
+// C:\path as pgx also reads it) or, as libpq reads it, an abstract
+// socket (@name). An empty host, which the driver would replace with a
+// socket directory, counts as one too.
+func pgSocket(h *pgconn.FallbackConfig) bool {
+	network, _ := pgconn.NetworkAddress(h.Host, h.Port)
+	return network != "tcp" || h.Host == "" || strings.HasPrefix(h.Host, "/") || strings.HasPrefix(h.Host, "@")
 }
 
 func (p postgres) checkURL(url string) error {
@@ -120,8 +148,12 @@ func (p postgres) checkURL(url string) error {
 	return nil
 }
 
-// identity is what the admin password is sent to: every host and port
-// (with its TLS settings), the user and the database.
+// identity is what and how the admin password is sent to: every host and
+// port (with its TLS settings), the user, the database, and every setting
+// that bears on authentication or on which server is used
+// (channel_binding, require_auth, sslnegotiation, target_session_attrs,
+// protocol versions, session parameters). Only application_name and
+// connect_timeout may change without the password.
 func (p postgres) identity(url, user string) (string, error) {
 	cfg, err := p.parse(url)
 	if err != nil {
@@ -131,10 +163,19 @@ func (p postgres) identity(url, user string) (string, error) {
 		user = cfg.User
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "user=%q db=%q", user, cfg.Database)
-	hosts := append([]*pgconn.FallbackConfig{{Host: cfg.Host, Port: cfg.Port, TLSConfig: cfg.TLSConfig}}, cfg.Fallbacks...)
-	for _, h := range hosts {
-		fmt.Fprintf(&b, " %s:%d/%s", h.Host, h.Port, tlsIdentity(h.TLSConfig))
+	fmt.Fprintf(&b, "user=%q db=%q channel_binding=%q require_auth=%q sslnegotiation=%q sslcertmode=%q protocol=%q-%q validate=%p",
+		user, cfg.Database, cfg.ChannelBinding, cfg.RequireAuth, cfg.SSLNegotiation, cfg.SSLCertMode,
+		cfg.MinProtocolVersion, cfg.MaxProtocolVersion, cfg.ValidateConnect)
+	params := make([]string, 0, len(cfg.RuntimeParams))
+	for k, v := range cfg.RuntimeParams {
+		if k != "application_name" {
+			params = append(params, fmt.Sprintf("%q=%q", k, v))
+		}
+	}
+	slices.Sort(params)
+	fmt.Fprintf(&b, " params=%s", strings.Join(params, ","))
+	for _, h := range pgHosts(cfg) {
+		fmt.Fprintf(&b, " %q:%d/%s", h.Host, h.Port, tlsIdentity(h.TLSConfig))
 	}
 	return b.String(), nil
 }
@@ -144,7 +185,8 @@ func tlsIdentity(c *tls.Config) string {
 	if c == nil {
 		return "plain"
 	}
-	return fmt.Sprintf("tls(skip-verify=%v,verify-peer=%v,server-name=%q)", c.InsecureSkipVerify, c.VerifyPeerCertificate != nil, c.ServerName)
+	return fmt.Sprintf("tls(skip-verify=%v,verify-peer=%v,server-name=%q,alpn=%q,roots=%v,certs=%d,min=%d)",
+		c.InsecureSkipVerify, c.VerifyPeerCertificate != nil, c.ServerName, c.NextProtos, c.RootCAs != nil, len(c.Certificates), c.MinVersion)
 }
 
 func (p postgres) open(url, user, password string) (*sql.DB, error) {

@@ -106,7 +106,11 @@ func (a *API) putRotation(r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	st.Policy = out // unredacted this once: a generated signing key is shown here only
+	// The engine hides secrets kept from the policy's previous options
+	// and shows only those this request generated or supplied (a new
+	// webhook signing key, once): whoever sets the policy again does not
+	// learn a key someone else set.
+	st.Policy = out
 	return st, nil
 }
 
@@ -145,6 +149,7 @@ func (a *API) putPrefixRotation(r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// As for putRotation: a kept signing key is redacted, a new one shown once.
 	return map[string]any{"prefix": r.PathValue("prefix"), "policy": out}, nil
 }
 

@@ -244,3 +244,61 @@ func TestRandomPassword(t *testing.T) {
 		t.Fatalf("unknown parameter = %d", status)
 	}
 }
+
+// TestRotationPolicyEchoHidesKeptKey: setting a webhook policy shows the
+// signing key it generates once; whoever sets the policy again (to the
+// same endpoint) sees it redacted, and pointing the policy at another
+// host generates a new key instead of carrying the old one there.
+func TestRotationPolicyEchoHidesKeptKey(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	h.c.PutText(ctx, "app/hooked", "v")
+	keyOf := func(p *client.RotationPolicy) string {
+		var o struct {
+			SigningKey string `json:"signing_key"`
+		}
+		json.Unmarshal(p.Options, &o)
+		return o.SigningKey
+	}
+	hook := client.RotationPolicy{Rotator: "webhook", Options: json.RawMessage(`{"url":"https://hooks.example.com/rotate"}`)}
+	st, err := h.c.SetRotation(ctx, "app/hooked", hook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := keyOf(st.Policy)
+	if len(key) != 64 {
+		t.Fatalf("generated key not shown on the first PUT: %s", st.Policy.Options)
+	}
+	other := h.tokenWith(t, "co-owner", `path "app/hooked" { capabilities = ["update", "read"] }`)
+	again, err := other.SetRotation(ctx, "app/hooked", hook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(again.Policy.Options), key) || !strings.Contains(keyOf(again.Policy), "hidden") {
+		t.Fatalf("a second PUT echoes the kept key: %s", again.Policy.Options)
+	}
+	moved, err := other.SetRotation(ctx, "app/hooked", client.RotationPolicy{Rotator: "webhook", Options: json.RawMessage(`{"url":"https://hooks.attacker.example/rotate"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := keyOf(moved.Policy); len(k) != 64 || k == key {
+		t.Fatalf("moving the URL to another host: key %q", k)
+	}
+
+	// The same for prefix policies.
+	pr, err := h.c.SetPrefixRotation(ctx, "hooks/", hook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkey := keyOf(pr.Policy)
+	if len(pkey) != 64 {
+		t.Fatalf("generated prefix key not shown: %s", pr.Policy.Options)
+	}
+	pr, err = h.c.SetPrefixRotation(ctx, "hooks/", client.RotationPolicy{Schedule: "every 7d", Rotator: "webhook", Options: hook.Options})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(pr.Policy.Options), pkey) {
+		t.Fatalf("a second prefix PUT echoes the kept key: %s", pr.Policy.Options)
+	}
+}

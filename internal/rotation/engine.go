@@ -158,8 +158,9 @@ func newToken() string {
 // ---- policies ----
 
 // SetPolicy stores the rotation policy of one secret, which must exist. It
-// returns the policy as stored, options unredacted: generated keys (a
-// webhook's signing key) are shown this once.
+// returns the policy as stored, with the options' secrets redacted unless
+// this call generated or supplied them (a webhook's new signing key is
+// shown this once; a key kept from before is not).
 func (e *Engine) SetPolicy(ctx context.Context, name string, p Policy, actor string) (*Policy, error) {
 	if err := secret.ValidateName(name); err != nil {
 		return nil, err
@@ -171,7 +172,11 @@ func (e *Engine) SetPolicy(ctx context.Context, name string, p Policy, actor str
 	if m.DeletedAt != nil {
 		return nil, secret.ErrDeleted
 	}
-	return e.putPolicy(ctx, policyPrefix+name, name, p, actor, func(tx storage.Tx, sch Schedule, prev, p *Policy) error {
+	cur, err := e.secrets.Get(ctx, name, secret.Selector{})
+	if err != nil {
+		cur = nil // no current value: rotators that pin from it ask for options instead
+	}
+	return e.putPolicy(ctx, policyPrefix+name, name, cur, p, actor, func(tx storage.Tx, sch Schedule, prev, p *Policy) error {
 		st, err := readState(tx, name)
 		if err != nil {
 			return err
@@ -223,7 +228,7 @@ func (e *Engine) SetPrefixPolicy(ctx context.Context, prefix string, p Policy, a
 	if err := e.checkPrefixChange(ctx, prefix, p); err != nil {
 		return nil, err
 	}
-	out, err := e.putPolicy(ctx, prefixPrefix+prefix, prefix, p, actor, nil)
+	out, err := e.putPolicy(ctx, prefixPrefix+prefix, prefix, nil, p, actor, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -235,8 +240,10 @@ func (e *Engine) SetPrefixPolicy(ctx context.Context, prefix string, p Policy, a
 
 // putPolicy checks p with its rotator and stores it at key; enrol, when
 // set, runs in the same transaction with the policy stored before (or
-// nil) and the new one.
-func (e *Engine) putPolicy(ctx context.Context, key, subject string, p Policy, actor string, enrol func(tx storage.Tx, sch Schedule, prev, np *Policy) error) (*Policy, error) {
+// nil) and the new one. cur is the secret's current value (nil for a
+// prefix). It returns the stored policy with the secrets kept from the
+// previous options redacted (see FreshRedactor).
+func (e *Engine) putPolicy(ctx context.Context, key, subject string, cur *secret.Value, p Policy, actor string, enrol func(tx storage.Tx, sch Schedule, prev, np *Policy) error) (*Policy, error) {
 	now := e.now()
 	sch, err := p.validate(now)
 	if err != nil {
@@ -256,7 +263,7 @@ func (e *Engine) putPolicy(ctx context.Context, key, subject string, p Policy, a
 		if prev != nil && prev.Rotator == p.Rotator {
 			old = prev.Options
 		}
-		opts, err := rot.Check(p.Options, old, PolicyInfo{Name: subject, Grace: time.Duration(p.Grace)})
+		opts, err := rot.Check(p.Options, old, PolicyInfo{Name: subject, Grace: time.Duration(p.Grace), Current: cur})
 		if err != nil {
 			return err
 		}
@@ -274,10 +281,22 @@ func (e *Engine) putPolicy(ctx context.Context, key, subject string, p Policy, a
 				return err
 			}
 		}
-		out = &np
+		out = e.shown(&np, old)
 		return nil
 	})
 	return out, err
+}
+
+// shown returns p as the caller who just set it may see it: secrets in
+// the options that the call generated or supplied are shown, those kept
+// from old are redacted.
+func (e *Engine) shown(p *Policy, old json.RawMessage) *Policy {
+	if r, ok := e.cfg.Rotators[p.Rotator].(FreshRedactor); ok {
+		c := *p
+		c.Options = r.RedactKept(p.Options, old)
+		return &c
+	}
+	return e.redact(p)
 }
 
 // enrolTx creates or refreshes the state of a secret governed by p. With

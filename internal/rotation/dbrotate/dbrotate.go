@@ -28,6 +28,17 @@
 //	 "password":"...","dbname":"app","sslmode":"require"}
 //
 // Other fields are kept as they are.
+//
+// Only the username and password are taken from the value. The database
+// the rotator logs in to with them (host, port, dbname and sslmode or
+// tls) is pinned by the policy: with alternating, the master secret's,
+// field by field overridden by the options' host, port, dbname, sslmode
+// and tls; with single, the options', which Check records from the
+// secret's current value when the policy is set without them. A value
+// naming another host, port, dbname or TLS setting is refused before
+// anything is sent: otherwise whoever may update the secret could point
+// its host at a server of theirs and receive the new password (which
+// alternating sets on the real database) or the current one.
 package dbrotate
 
 import (
@@ -69,6 +80,18 @@ type Options struct {
 	Users []string `json:"users,omitempty"`
 	// Password shapes generated passwords; some characters are always excluded.
 	Password password.Policy `json:"password,omitzero"`
+
+	// Host, Port, DBName, SSLMode (PostgreSQL) and TLS (MySQL) pin the
+	// database the rotator logs in to with the secret's credentials; the
+	// secret's value must name the same. With alternating, each defaults
+	// to the master secret's; with single, Check records them from the
+	// secret's current value when Host is not given (a prefix policy
+	// must give Host).
+	Host    string  `json:"host,omitempty"`
+	Port    portNum `json:"port,omitempty"`
+	DBName  string  `json:"dbname,omitempty"`
+	SSLMode string  `json:"sslmode,omitempty"`
+	TLS     string  `json:"tls,omitempty"`
 }
 
 // Value is the JSON a database secret holds.
@@ -145,10 +168,14 @@ func (r *Rotator) options(raw json.RawMessage) (*Options, error) {
 	return &o, nil
 }
 
-// Check validates the options.
+// Check validates the options and, for the single strategy, records the
+// database the secret's current value names unless the options pin one.
 func (r *Rotator) Check(raw, _ json.RawMessage, p rotation.PolicyInfo) (json.RawMessage, error) {
 	o, err := r.options(raw)
 	if err != nil {
+		return nil, err
+	}
+	if err := r.checkTarget(o); err != nil {
 		return nil, err
 	}
 	switch o.Strategy {
@@ -158,6 +185,31 @@ func (r *Rotator) Check(raw, _ json.RawMessage, p rotation.PolicyInfo) (json.Raw
 		}
 		if o.MasterSecret != "" || len(o.Users) > 0 {
 			return nil, invalid("options", "master_secret and users are for the alternating strategy")
+		}
+		if o.Host == "" {
+			if p.Current == nil {
+				return nil, invalid("options.host", "is required here (a prefix policy, or a secret without a value): with the single strategy the policy pins the database (host, port, dbname, sslmode or tls) the secret's password may be sent to")
+			}
+			cur, _, err := r.parse(p.Current, "current")
+			if err != nil {
+				return nil, invalid("options.host", "cannot be recorded from the secret's value (%v); give host, port, dbname and sslmode or tls in the options", err)
+			}
+			if o.Port == 0 {
+				o.Port = cur.Port
+			}
+			if o.DBName == "" {
+				o.DBName = cur.DBName
+			}
+			if r.isPG() && o.SSLMode == "" {
+				o.SSLMode = cur.SSLMode
+			}
+			if !r.isPG() && o.TLS == "" {
+				o.TLS = cur.TLS
+			}
+			o.Host = cur.Host
+			if err := r.checkTarget(o); err != nil {
+				return nil, err
+			}
 		}
 	case Alternating:
 		if o.MasterSecret == "" {
@@ -191,6 +243,33 @@ func (r *Rotator) Check(raw, _ json.RawMessage, p rotation.PolicyInfo) (json.Raw
 		return nil, err
 	}
 	return json.Marshal(o)
+}
+
+func (r *Rotator) isPG() bool { return r.d.engine() == "postgresql" }
+
+// checkTarget validates the options' connection settings.
+func (r *Rotator) checkTarget(o *Options) error {
+	if len(o.Host) > 255 || strings.ContainsFunc(o.Host, func(c rune) bool { return c <= 0x20 || c == 0x7f || strings.ContainsRune("/?#@", c) }) {
+		return invalid("options.host", "must be a host name or IP address")
+	}
+	if r.isPG() {
+		if o.TLS != "" {
+			return invalid("options.tls", "is for MySQL; PostgreSQL takes sslmode")
+		}
+		switch o.SSLMode {
+		case "", "disable", "allow", "prefer", "require", "verify-ca", "verify-full":
+		default:
+			return invalid("options.sslmode", "want disable, prefer, require, verify-ca or verify-full")
+		}
+		return nil
+	}
+	if o.SSLMode != "" {
+		return invalid("options.sslmode", "is for PostgreSQL; MySQL takes tls")
+	}
+	if _, err := mysqlTLS(o.TLS); err != nil {
+		return invalid("options.tls", "%v", err)
+	}
+	return nil
 }
 
 func (r *Rotator) checkUser(u string) error {
@@ -289,15 +368,128 @@ func pinned(o *Options, user string) error {
 	return err
 }
 
+// target returns the database the policy pins: where the rotator may log
+// in with the secret's credentials. m is the master secret's value, for
+// alternating.
+func (r *Rotator) target(o *Options, m *Value) (*Value, error) {
+	var t Value
+	if o.Strategy == Alternating {
+		t = Value{Host: m.Host, Port: m.Port, DBName: m.DBName, SSLMode: m.SSLMode, TLS: m.TLS}
+	} else if o.Host == "" {
+		return nil, errors.New("the policy pins no database host (it was set before hosts were pinned); set the policy again, which records the host, port, dbname and TLS setting of the secret's current value")
+	}
+	if o.Host != "" {
+		t.Host = o.Host
+	}
+	if o.Port != 0 {
+		t.Port = o.Port
+	}
+	if o.DBName != "" {
+		t.DBName = o.DBName
+	}
+	if o.SSLMode != "" {
+		t.SSLMode = o.SSLMode
+	}
+	if o.TLS != "" {
+		t.TLS = o.TLS
+	}
+	if t.Port == 0 {
+		t.Port = portNum(r.d.defaultPort())
+	}
+	return &t, nil
+}
+
+// endpoint is a value's connection settings, normalised for comparison.
+type endpoint struct {
+	host   string
+	port   int
+	dbname string
+	tls    string
+}
+
+func (r *Rotator) endpoint(v *Value) endpoint {
+	e := endpoint{host: strings.ToLower(strings.TrimSuffix(v.Host, ".")), port: int(v.Port), dbname: v.DBName}
+	if e.port == 0 {
+		e.port = r.d.defaultPort()
+	}
+	if r.isPG() {
+		if e.dbname == "" {
+			e.dbname = "postgres"
+		}
+		e.tls = v.SSLMode
+		if e.tls == "" {
+			e.tls = "prefer"
+		}
+	} else if mode, err := mysqlTLS(v.TLS); err == nil {
+		e.tls = mode
+	} else {
+		e.tls = "invalid:" + v.TLS
+	}
+	return e
+}
+
+// onTarget checks that v names the pinned database t; only its username
+// and password may differ. The error names what differs, never a password.
+func (r *Rotator) onTarget(t, v *Value, what string) error {
+	a, b := r.endpoint(t), r.endpoint(v)
+	var diff []string
+	if a.host != b.host {
+		diff = append(diff, fmt.Sprintf("host %q (pinned: %q)", v.Host, t.Host))
+	}
+	if a.port != b.port {
+		diff = append(diff, fmt.Sprintf("port %d (pinned: %d)", b.port, a.port))
+	}
+	if a.dbname != b.dbname {
+		diff = append(diff, fmt.Sprintf("dbname %q (pinned: %q)", v.DBName, t.DBName))
+	}
+	if a.tls != b.tls {
+		field := "tls"
+		if r.isPG() {
+			field = "sslmode"
+		}
+		diff = append(diff, fmt.Sprintf("%s %q (pinned: %q)", field, strings.TrimPrefix(b.tls, "invalid:"), a.tls))
+	}
+	if len(diff) > 0 {
+		return fmt.Errorf("%s names %s: refusing to send its credentials to a database the policy does not pin; if the database moved, set the policy again (options host, port, dbname, sslmode or tls)", what, strings.Join(diff, ", "))
+	}
+	return nil
+}
+
+// login logs in to the pinned database t with v's username and password.
+func (r *Rotator) login(ctx context.Context, t, v *Value) (conn, error) {
+	lv := *t
+	lv.Username, lv.Password = v.Username, v.Password
+	return r.d.login(ctx, &lv)
+}
+
+// pinnedTarget reads what target needs and returns the pinned database,
+// and the master secret's value for alternating (else nil).
+func (r *Rotator) pinnedTarget(ctx context.Context, j *rotation.Job, o *Options) (t, m *Value, err error) {
+	if o.Strategy == Alternating {
+		if m, err = r.master(ctx, j, o); err != nil {
+			return nil, nil, err
+		}
+	}
+	t, err = r.target(o, m)
+	return t, m, err
+}
+
 // Create returns the current value with a new password (and, alternating,
 // the other user).
-func (r *Rotator) Create(_ context.Context, j *rotation.Job) ([]byte, string, error) {
+func (r *Rotator) Create(ctx context.Context, j *rotation.Job) ([]byte, string, error) {
 	o, err := r.options(j.Options)
 	if err != nil {
 		return nil, "", err
 	}
 	cur, all, err := r.parse(j.Current, "current")
 	if err != nil {
+		return nil, "", err
+	}
+	t, _, err := r.pinnedTarget(ctx, j, o)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := r.onTarget(t, cur, "the current value"); err != nil {
 		return nil, "", err
 	}
 	pw, err := r.policy(o).Generate()
@@ -332,6 +524,13 @@ func (r *Rotator) Set(ctx context.Context, j *rotation.Job) error {
 	if err != nil {
 		return err
 	}
+	t, m, err := r.pinnedTarget(ctx, j, o)
+	if err != nil {
+		return err
+	}
+	if err := r.onTarget(t, pend, "the pending value"); err != nil {
+		return err
+	}
 	if o.Strategy == Alternating {
 		cur, _, err := r.parse(j.Current, "current")
 		if err != nil {
@@ -342,10 +541,6 @@ func (r *Rotator) Set(ctx context.Context, j *rotation.Job) error {
 		}
 		if pend.Username == cur.Username {
 			return fmt.Errorf("pending and current are both user %s; the alternating strategy changes the idle user", cur.Username)
-		}
-		m, err := r.master(ctx, j, o)
-		if err != nil {
-			return err
 		}
 		admin, err := r.d.login(ctx, m)
 		if err != nil {
@@ -360,9 +555,12 @@ func (r *Rotator) Set(ctx context.Context, j *rotation.Job) error {
 	if err != nil {
 		return err
 	}
-	c, err := r.d.login(ctx, cur)
+	if err := r.onTarget(t, cur, "the current value"); err != nil {
+		return err
+	}
+	c, err := r.login(ctx, t, cur)
 	if err != nil {
-		if c2, err2 := r.d.login(ctx, pend); err2 == nil {
+		if c2, err2 := r.login(ctx, t, pend); err2 == nil {
 			c2.Close()
 			return nil
 		}
@@ -372,13 +570,25 @@ func (r *Rotator) Set(ctx context.Context, j *rotation.Job) error {
 	return r.d.setOwnPassword(ctx, c, pend.Password)
 }
 
-// Test logs in with v.
-func (r *Rotator) Test(ctx context.Context, _ *rotation.Job, v *secret.Value) error {
+// Test logs in with v's username and password to the pinned database,
+// which v must name.
+func (r *Rotator) Test(ctx context.Context, j *rotation.Job, v *secret.Value) error {
+	o, err := r.options(j.Options)
+	if err != nil {
+		return err
+	}
 	val, _, err := r.parse(v, "version")
 	if err != nil {
 		return err
 	}
-	c, err := r.d.login(ctx, val)
+	t, _, err := r.pinnedTarget(ctx, j, o)
+	if err != nil {
+		return err
+	}
+	if err := r.onTarget(t, val, fmt.Sprintf("version %d", v.Version)); err != nil {
+		return err
+	}
+	c, err := r.login(ctx, t, val)
 	if err != nil {
 		return fmt.Errorf("log in as %s with version %d: %w", val.Username, v.Version, err)
 	}

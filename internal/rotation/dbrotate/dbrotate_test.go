@@ -464,9 +464,20 @@ func TestCheckOptions(t *testing.T) {
 		{"unknown field", `{"strategy":"single","bogus":1}`, 0, "options"},
 		{"impossible password", `{"password":{"length":2}}`, 0, "options.password.length"},
 	}
+	cur := &secret.Value{Version: 1, Type: secret.TypeJSON, Data: []byte(`{"host":"db.internal","username":"app","password":"pw"}`)}
+	tests = append(tests, []struct {
+		name  string
+		opts  string
+		grace time.Duration
+		field string
+	}{
+		{"tls on postgres", `{"tls":"true"}`, 0, "options.tls"},
+		{"bad sslmode", `{"sslmode":"sometimes"}`, 0, "options.sslmode"},
+		{"bad host", `{"host":"evil.example/x"}`, 0, "options.host"},
+	}...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Postgres().Check(json.RawMessage(tt.opts), nil, rotation.PolicyInfo{Name: "db/x", Grace: tt.grace})
+			_, err := Postgres().Check(json.RawMessage(tt.opts), nil, rotation.PolicyInfo{Name: "db/x", Grace: tt.grace, Current: cur})
 			var ve *secret.ValidationError
 			if !errors.As(err, &ve) || ve.Field != tt.field {
 				t.Fatalf("Check(%s) = %v, want an error on %s", tt.opts, err, tt.field)
@@ -554,5 +565,225 @@ func TestMySQLAlternatingRefusesPrivilegedUsers(t *testing.T) {
 	}
 	if err := my.login(green, "green-initial"); err != nil {
 		t.Fatalf("the privileged user's password changed: %v", err)
+	}
+}
+
+// trap is a TCP server that counts connections: a database host the
+// policy does not pin, which must never be dialled.
+type trap struct {
+	ln    net.Listener
+	conns atomic.Int64
+}
+
+func newTrap(t *testing.T) *trap {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &trap{ln: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			tr.conns.Add(1)
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return tr
+}
+
+func (tr *trap) port() int { return tr.ln.Addr().(*net.TCPAddr).Port }
+
+func jsonValue(v map[string]any, version int) *secret.Value {
+	b, _ := json.Marshal(v)
+	return &secret.Value{Version: version, Type: secret.TypeJSON, Data: b}
+}
+
+// TestPostgresAlternatingPinsTheDatabase: whoever may update the secret
+// controls its host, port, dbname and sslmode, but the rotator logs in
+// with the new password only to the database the master secret (or the
+// policy) names, and refuses values naming another before anything is
+// set or sent.
+func TestPostgresAlternatingPinsTheDatabase(t *testing.T) {
+	pg := newPG(t)
+	f := newFixture(t)
+	tr := newTrap(t)
+	blue, green := "blue_"+randSuffix(), "green_"+randSuffix()
+	pg.role(t, blue, "blue-pw")
+	pg.role(t, green, "green-unknown")
+	f.putJSON("db/admin", pg.value("postgres", "unused"))
+	opts := fmt.Sprintf(`{"strategy":"alternating","master_secret":"db/admin","users":[%q,%q]}`, blue, green)
+	if _, err := f.engine.SetPolicy(context.Background(), "db/app", rotation.Policy{Rotator: "postgresql", Options: json.RawMessage(opts)}, "t"); err == nil {
+		t.Fatal("policy on a missing secret accepted")
+	}
+	f.putJSON("db/app", pg.value(blue, "blue-pw"))
+	if _, err := f.engine.SetPolicy(context.Background(), "db/app", rotation.Policy{Rotator: "postgresql", Options: json.RawMessage(opts)}, "t"); err != nil {
+		t.Fatal(err)
+	}
+	evil := []struct {
+		name string
+		edit func(v map[string]any)
+		want string
+	}{
+		{"host", func(v map[string]any) { v["host"] = "db.attacker.example" }, "host"},
+		{"port", func(v map[string]any) { v["host"], v["port"] = "127.0.0.1", tr.port() }, "port"},
+		{"dbname", func(v map[string]any) { v["dbname"] = "other" }, "dbname"},
+		{"sslmode", func(v map[string]any) { v["sslmode"] = "prefer" }, "sslmode"},
+	}
+	for _, e := range evil {
+		v := pg.value(blue, "blue-pw")
+		e.edit(v)
+		f.putJSON("db/app", v)
+		st, err := f.engine.Rotate(context.Background(), "db/app", rotation.RotateOptions{})
+		if err != nil || st.LastError == "" || !strings.Contains(st.LastError, "does not pin") || !strings.Contains(st.LastError, e.want) {
+			t.Fatalf("rotation with another %s = %+v, %v; want refused", e.name, st, err)
+		}
+		if _, err := f.engine.Cancel(context.Background(), "db/app", "t"); err != nil && !errors.Is(err, rotation.ErrNotRotating) {
+			t.Fatal(err)
+		}
+	}
+	if err := pg.login(green, "green-unknown"); err != nil {
+		t.Fatalf("the idle user's password changed on a refused rotation: %v", err)
+	}
+
+	// A pending value that names another server (had it been written
+	// behind Coffer's back) is refused at Set and at Test: nothing is set,
+	// nothing is sent.
+	job := &rotation.Job{Name: "db/app", RotationID: "r1", Options: json.RawMessage(opts),
+		Current: jsonValue(pg.value(blue, "blue-pw"), 1),
+		Lookup: func(ctx context.Context, name string) (*secret.Value, error) {
+			return f.secrets.Get(ctx, name, secret.Selector{})
+		}}
+	pend := pg.value(green, "stolen-if-sent")
+	pend["host"], pend["port"] = "127.0.0.1", tr.port()
+	job.Pending = jsonValue(pend, 2)
+	if err := Postgres().Set(context.Background(), job); err == nil || !strings.Contains(err.Error(), "does not pin") {
+		t.Fatalf("Set with a foreign pending value = %v", err)
+	}
+	if err := Postgres().Test(context.Background(), job, job.Pending); err == nil || strings.Contains(err.Error(), "stolen-if-sent") {
+		t.Fatalf("Test with a foreign pending value = %v", err)
+	}
+	if n := tr.conns.Load(); n != 0 {
+		t.Fatalf("the foreign server received %d connections", n)
+	}
+	if err := pg.login(green, "green-unknown"); err != nil {
+		t.Fatalf("the idle user's password changed: %v", err)
+	}
+
+	// The options may pin the database instead of the master secret's.
+	pinned := fmt.Sprintf(`{"strategy":"alternating","master_secret":"db/admin","users":[%q,%q],"host":"127.0.0.1","port":%d}`, blue, green, tr.port())
+	job.Options = json.RawMessage(pinned)
+	if err := Postgres().Test(context.Background(), job, job.Current); err == nil || !strings.Contains(err.Error(), "port") {
+		t.Fatalf("Test of a value off the pinned port = %v", err)
+	}
+	if n := tr.conns.Load(); n != 0 {
+		t.Fatalf("the foreign server received %d connections", n)
+	}
+
+	// The pinned database itself works.
+	f.putJSON("db/app", pg.value(blue, "blue-pw"))
+	f.rotate("db/app")
+	if cur := f.current("db/app"); cur.Username != green || pg.login(green, cur.Password) != nil {
+		t.Fatalf("rotation on the pinned database: current user %s does not log in", cur.Username)
+	}
+}
+
+// TestPostgresSingleUserPinsTheDatabase: the single strategy logs in with
+// the secret's own password, so the policy records the database of the
+// value it was set with and refuses values that name another.
+func TestPostgresSingleUserPinsTheDatabase(t *testing.T) {
+	pg := newPG(t)
+	f := newFixture(t)
+	tr := newTrap(t)
+	user := "app_" + randSuffix()
+	pg.role(t, user, "real-pw")
+	f.putJSON("db/single", pg.value(user, "real-pw"))
+	out, err := f.engine.SetPolicy(context.Background(), "db/single", rotation.Policy{Rotator: "postgresql"}, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o Options
+	json.Unmarshal(out.Options, &o)
+	if o.Host != pg.host || int(o.Port) != pg.port || o.DBName != pg.db || o.SSLMode != "disable" {
+		t.Fatalf("pinned options = %s", out.Options)
+	}
+	// The value keeps the real password but points at another server.
+	v := pg.value(user, "real-pw")
+	v["host"], v["port"] = "127.0.0.1", tr.port()
+	f.putJSON("db/single", v)
+	st, err := f.engine.Rotate(context.Background(), "db/single", rotation.RotateOptions{})
+	if err != nil || !strings.Contains(st.LastError, "does not pin") || strings.Contains(st.LastError, "real-pw") {
+		t.Fatalf("rotation of a value on another server = %+v, %v; want refused", st, err)
+	}
+	if _, err := f.engine.Cancel(context.Background(), "db/single", "t"); err != nil && !errors.Is(err, rotation.ErrNotRotating) {
+		t.Fatal(err)
+	}
+	if n := tr.conns.Load(); n != 0 {
+		t.Fatalf("the foreign server received %d connections", n)
+	}
+	if err := pg.login(user, "real-pw"); err != nil {
+		t.Fatalf("the password changed: %v", err)
+	}
+
+	// A policy stored before hosts were pinned logs in nowhere.
+	job := &rotation.Job{Name: "db/single", Options: json.RawMessage(`{"strategy":"single"}`), Current: jsonValue(v, 1)}
+	if err := Postgres().Test(context.Background(), job, job.Current); err == nil || !strings.Contains(err.Error(), "pins no database host") {
+		t.Fatalf("Test under an unpinned policy = %v", err)
+	}
+	// A prefix policy (no current value) must name the host.
+	var ve *secret.ValidationError
+	if _, err := Postgres().Check(json.RawMessage(`{}`), nil, rotation.PolicyInfo{Name: "db/"}); !errors.As(err, &ve) || ve.Field != "options.host" {
+		t.Fatalf("single prefix policy without a host = %v", err)
+	}
+	if n := tr.conns.Load(); n != 0 {
+		t.Fatalf("the foreign server received %d connections", n)
+	}
+
+	// Back on the pinned server, rotation works.
+	f.putJSON("db/single", pg.value(user, "real-pw"))
+	f.rotate("db/single")
+	if err := pg.login(user, f.current("db/single").Password); err != nil {
+		t.Fatalf("rotation on the pinned database: %v", err)
+	}
+}
+
+// TestMySQLAlternatingPinsTheDatabase: as for PostgreSQL, a value naming
+// another port is refused before the idle user's password changes.
+func TestMySQLAlternatingPinsTheDatabase(t *testing.T) {
+	my := newMy(t)
+	f := newFixture(t)
+	tr := newTrap(t)
+	blue, green := "blue_"+randSuffix(), "green_"+randSuffix()
+	my.user(t, blue, "blue-pw")
+	my.user(t, green, "green-initial")
+	f.putJSON("db/root", my.value("root", ""))
+	f.putJSON("db/app", my.value(blue, "blue-pw"))
+	opts := fmt.Sprintf(`{"strategy":"alternating","master_secret":"db/root","users":[%q,%q]}`, blue, green)
+	if _, err := f.engine.SetPolicy(context.Background(), "db/app", rotation.Policy{Rotator: "mysql", Options: json.RawMessage(opts)}, "t"); err != nil {
+		t.Fatal(err)
+	}
+	for _, edit := range []func(v map[string]any){
+		func(v map[string]any) { v["host"], v["port"] = "127.0.0.1", tr.port() },
+		func(v map[string]any) { v["tls"] = "skip-verify" },
+	} {
+		v := my.value(blue, "blue-pw")
+		edit(v)
+		f.putJSON("db/app", v)
+		st, err := f.engine.Rotate(context.Background(), "db/app", rotation.RotateOptions{})
+		if err != nil || !strings.Contains(st.LastError, "does not pin") {
+			t.Fatalf("rotation of a value off the pinned database = %+v, %v; want refused", st, err)
+		}
+		if _, err := f.engine.Cancel(context.Background(), "db/app", "t"); err != nil && !errors.Is(err, rotation.ErrNotRotating) {
+			t.Fatal(err)
+		}
+	}
+	if n := tr.conns.Load(); n != 0 {
+		t.Fatalf("the foreign server received %d connections", n)
+	}
+	if err := my.login(green, "green-initial"); err != nil {
+		t.Fatalf("the idle user's password changed: %v", err)
 	}
 }

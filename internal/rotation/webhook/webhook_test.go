@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -262,6 +263,10 @@ func TestWebhookCheck(t *testing.T) {
 		{"ula", `{"url":"https://[fd00::1]/x"}`, "options.url"},
 		{"metadata service", `{"url":"https://169.254.169.254/latest"}`, "options.url"},
 		{"unspecified", `{"url":"https://0.0.0.0/x"}`, "options.url"},
+		{"reserved class e", `{"url":"https://240.0.0.1/x"}`, "options.url"},
+		{"ipv4-compatible", `{"url":"https://[::10.0.0.1]/x"}`, "options.url"},
+		{"ipv4-compatible public", `{"url":"https://[::8.8.8.8]/x"}`, "options.url"},
+		{"local-use nat64", `{"url":"https://[64:ff9b:1::a00:1]/x"}`, "options.url"},
 		{"bad ca", `{"url":"https://r.example.com","ca_cert":"nope"}`, "options.ca_cert"},
 		{"short key", `{"url":"https://r.example.com","signing_key":"abcd"}`, "options.signing_key"},
 		{"unknown", `{"url":"https://r.example.com","retries":3}`, "options"},
@@ -288,13 +293,14 @@ func TestWebhookCheck(t *testing.T) {
 	if _, err := allowed.Check(json.RawMessage(`{"url":"https://10.0.0.6/x"}`), nil, rotation.PolicyInfo{}); err == nil {
 		t.Fatal("an address next to an allowed one was accepted")
 	}
-	// Loopback http is allowed when private addresses are, and an update keeps the signing key.
+	// Loopback http is allowed when private addresses are, and an update
+	// to the same scheme and host keeps the signing key.
 	r = New(Config{AllowPrivate: true})
 	first, err := r.Check(json.RawMessage(`{"url":"http://127.0.0.1:9/x"}`), nil, rotation.PolicyInfo{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := r.Check(json.RawMessage(`{"url":"http://localhost:9/y"}`), first, rotation.PolicyInfo{})
+	second, err := r.Check(json.RawMessage(`{"url":"http://127.0.0.1:9/y?v=2"}`), first, rotation.PolicyInfo{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,6 +309,73 @@ func TestWebhookCheck(t *testing.T) {
 	json.Unmarshal(second, &b)
 	if a.SigningKey == "" || a.SigningKey != b.SigningKey {
 		t.Fatalf("signing key not kept across updates: %q then %q", a.SigningKey, b.SigningKey)
+	}
+}
+
+// TestWebhookKeyFollowsOrigin: the signing key an endpoint knows is never
+// carried to another scheme, host or port, and whoever sets the policy
+// again sees only a key that is new.
+func TestWebhookKeyFollowsOrigin(t *testing.T) {
+	r := New(Config{})
+	first, err := r.Check(json.RawMessage(`{"url":"https://hooks.example.com/rotate"}`), nil, rotation.PolicyInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a Options
+	json.Unmarshal(first, &a)
+	if shown := string(r.RedactKept(first, nil)); !strings.Contains(shown, a.SigningKey) {
+		t.Fatalf("a generated key is not shown when the policy is set: %s", shown)
+	}
+	key := func(raw json.RawMessage) string {
+		var o Options
+		json.Unmarshal(raw, &o)
+		return o.SigningKey
+	}
+	for _, u := range []string{"https://HOOKS.example.com./other", "https://hooks.example.com:443/x"} {
+		same, err := r.Check(json.RawMessage(`{"url":"`+u+`"}`), first, rotation.PolicyInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if key(same) != a.SigningKey {
+			t.Fatalf("%s: the key changed for the same origin", u)
+		}
+		if shown := string(r.RedactKept(same, first)); strings.Contains(shown, a.SigningKey) || !strings.Contains(shown, "hidden") {
+			t.Fatalf("%s: setting the policy again echoes the kept key: %s", u, shown)
+		}
+	}
+	for _, u := range []string{"https://attacker.example.net/rotate", "https://hooks.example.com:8443/rotate"} {
+		moved, err := r.Check(json.RawMessage(`{"url":"`+u+`"}`), first, rotation.PolicyInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k := key(moved); k == "" || k == a.SigningKey {
+			t.Fatalf("%s: the old signing key followed the URL to another origin", u)
+		}
+		if shown := string(r.RedactKept(moved, first)); !strings.Contains(shown, key(moved)) || strings.Contains(shown, a.SigningKey) {
+			t.Fatalf("%s: the new key is not shown once: %s", u, shown)
+		}
+	}
+	// A key given with the update is the caller's own: shown back.
+	given := strings.Repeat("cd", 32)
+	withKey, err := r.Check(json.RawMessage(`{"url":"https://hooks.example.com/rotate","signing_key":"`+given+`"}`), first, rotation.PolicyInfo{})
+	if err != nil || key(withKey) != given {
+		t.Fatalf("a given key: %v", err)
+	}
+	if shown := string(r.RedactKept(withKey, first)); !strings.Contains(shown, given) {
+		t.Fatalf("a key given with the update is hidden: %s", shown)
+	}
+}
+
+func TestForbiddenAddresses(t *testing.T) {
+	for _, s := range []string{"240.0.0.1", "255.255.255.255", "::a00:1", "::808:808", "64:ff9b:1::a00:1", "64:ff9b::7f00:1", "::ffff:10.0.0.1", "100.64.0.1"} {
+		if !forbidden(netip.MustParseAddr(s)) {
+			t.Errorf("%s is not forbidden", s)
+		}
+	}
+	for _, s := range []string{"8.8.8.8", "2606:4700::1111", "223.255.255.1"} {
+		if forbidden(netip.MustParseAddr(s)) {
+			t.Errorf("%s is forbidden", s)
+		}
 	}
 }
 
