@@ -228,6 +228,13 @@ func (e *Engine) SetPrefixPolicy(ctx context.Context, prefix string, p Policy, a
 	if err := e.checkPrefixChange(ctx, prefix, p); err != nil {
 		return nil, err
 	}
+	existing, err := e.PrefixPolicies(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(existing) >= MaxPrefixPolicies && !slices.Contains(existing, prefix) {
+		return nil, invalid("prefix", "there are already %d prefix policies, the limit; delete one or set policies per secret", MaxPrefixPolicies)
+	}
 	out, err := e.putPolicy(ctx, prefixPrefix+prefix, prefix, nil, p, actor, nil)
 	if err != nil {
 		return nil, err
@@ -479,9 +486,14 @@ func (e *Engine) PrefixPolicy(ctx context.Context, prefix string) (*Policy, erro
 	return e.redact(p), nil
 }
 
-// PrefixPolicies lists the prefixes that have a policy.
+// MaxPrefixPolicies bounds the prefix policies: each secret without a
+// policy of its own is matched against all of them.
+const MaxPrefixPolicies = 1000
+
+// PrefixPolicies lists the prefixes that have a policy (at most
+// MaxPrefixPolicies, which SetPrefixPolicy enforces).
 func (e *Engine) PrefixPolicies(ctx context.Context) ([]string, error) {
-	keys, err := e.store.List(ctx, prefixPrefix, "", 1000)
+	keys, err := e.store.List(ctx, prefixPrefix, "", 0)
 	if err != nil {
 		return nil, err
 	}
