@@ -119,7 +119,7 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 // are refused. A bad value is reported as a *json.UnmarshalTypeError whose
 // Value describes what is wanted, so the decoder names the field.
 func (d *Duration) UnmarshalJSON(b []byte) error {
-	bad := &json.UnmarshalTypeError{Value: `a duration like "30m" or "24h"`, Type: reflect.TypeFor[Duration]()}
+	bad := &json.UnmarshalTypeError{Value: `a duration like "30m" or "24h" (not negative)`, Type: reflect.TypeFor[Duration]()}
 	s := string(b)
 	if len(s) >= 2 && s[0] == '"' {
 		v, err := time.ParseDuration(s[1 : len(s)-1])

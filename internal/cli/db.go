@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/coffer-dev/coffer/client"
+	"github.com/coffer-dev/coffer/internal/rotation"
 )
 
 func (e *env) dbCommand() *cobra.Command {
@@ -89,7 +90,11 @@ func (e *env) printDBConnection(c *client.DBConnection) error {
 		e.printf("Root rotated:    %s\n", fmtTime(*c.RootRotatedAt))
 	}
 	if c.RootRotationPeriod != "" {
-		e.printf("Root rotation:   every %s\n", c.RootRotationPeriod)
+		period := c.RootRotationPeriod
+		if d, err := time.ParseDuration(period); err == nil {
+			period = rotation.FormatDuration(d)
+		}
+		e.printf("Root rotation:   every %s\n", period)
 	}
 	if c.RootRotationError != "" {
 		e.printf("Root rotation FAILED: %s\n", c.RootRotationError)

@@ -72,7 +72,27 @@ func (e *env) rootCommand() *cobra.Command {
 	pf.StringVar(&e.caCert, "ca-cert", "", "PEM file of the CA that signed the server's certificate (default $COFFER_CACERT)")
 	pf.BoolVar(&e.json, "json", false, "print machine-readable JSON")
 	root.AddCommand(e.serverCommand(), e.operatorCommand(), e.statusCommand(), e.loginCommand(), e.secretCommand(), e.tokenCommand(), e.policyCommand(), e.authCommand(), e.auditCommand(), e.awsKeyCommand(), e.runCommand(), e.agentCommand(), e.exposureCommand(), e.dbCommand(), e.leaseCommand(), e.rotationCommand(), e.randomCommand())
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes every group command (one that only holds
+// subcommands) fail on an unknown subcommand, where cobra would print the
+// help and exit 0 so that a script never notices `coffer policy wirte`.
+func refuseUnknownSubcommands(cmd *cobra.Command) {
+	for _, c := range cmd.Commands() {
+		refuseUnknownSubcommands(c)
+	}
+	if !cmd.HasSubCommands() || cmd.Runnable() {
+		return
+	}
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return fmt.Errorf("unknown command %q for %q; run `%s --help` for the list", args[0], c.CommandPath(), c.CommandPath())
+		}
+		return c.Help()
+	}
 }
 
 // describeError turns an error into a message that says what to do.

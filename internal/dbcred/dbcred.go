@@ -603,7 +603,7 @@ func (s *Service) PutRole(ctx context.Context, r Role) (*Role, error) {
 			if n, err := s.liveLeases(ctx, r.Name); err != nil {
 				return nil, err
 			} else if n {
-				return nil, fmt.Errorf("%w: db_name cannot change while the role has live leases; revoke them first (coffer lease revoke -prefix %s%s/)", ErrInUse, LeasePrefix, r.Name)
+				return nil, fmt.Errorf("%w: db_name cannot change while the role has live leases; revoke them first (coffer lease revoke --prefix %s%s/)", ErrInUse, LeasePrefix, r.Name)
 			}
 		}
 	}
@@ -679,7 +679,7 @@ func (s *Service) DeleteRole(ctx context.Context, name string) error {
 	if live, err := s.liveLeases(ctx, name); err != nil {
 		return err
 	} else if live {
-		return fmt.Errorf("%w: the role has live leases; revoke them first (coffer lease revoke -prefix %s%s/)", ErrInUse, LeasePrefix, name)
+		return fmt.Errorf("%w: the role has live leases; revoke them first (coffer lease revoke --prefix %s%s/)", ErrInUse, LeasePrefix, name)
 	}
 	return s.store.Update(ctx, func(tx storage.Tx) error { return tx.Delete(rolePrefix + name) })
 }

@@ -133,7 +133,7 @@ func ParseDuration(s string) (time.Duration, error) {
 
 // FormatDuration writes d in the shortest form ParseDuration reads back,
 // with whole days and without zero units: "30d", "1d12h", "2h", "1h30m",
-// "90s". Everything that shows a policy's durations uses it.
+// "45s" (90s is "1m30s"). Everything that shows a policy's durations uses it.
 func FormatDuration(d time.Duration) string {
 	if d == 0 {
 		return "0s"
