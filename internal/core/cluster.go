@@ -78,13 +78,14 @@ func (c *Core) follow() *follower { return &c.cluster }
 // not nil, is called after another node rotated the keyring (the leader
 // starts re-encrypting). Call it once, before serving.
 //
-// Cached tokens and policies then also expire after cacheMaxAge, in case a
-// notification is lost; a single server, which sees every change itself,
-// never calls Follow and keeps them until they change.
+// Cached tokens, policies and secret metadata then also expire after
+// cacheMaxAge, in case a notification is lost; a single server, which sees
+// every change itself, never calls Follow and keeps them until they change.
 func (c *Core) Follow(w storage.Watcher, onKeyring func()) {
 	c.follow().onKeyring = onKeyring
 	c.Tokens.SetMaxAge(cacheMaxAge)
 	c.Policies.SetMaxAge(cacheMaxAge)
+	c.Secrets.SetMaxAge(cacheMaxAge)
 	w.Watch(c.remoteChange)
 }
 

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coffer-dev/coffer/internal/events"
@@ -149,7 +150,15 @@ type Service struct {
 	metaMu    sync.RWMutex
 	metaCache map[string]*Metadata // read-only once cached
 	metaGen   uint64
+	metaBorn  time.Time    // when metaCache started filling
+	metaAge   atomic.Int64 // nanoseconds; see SetMaxAge
 }
+
+// SetMaxAge bounds how long decoded metadata is served from memory: the
+// cache starts over once it is d old. Nodes sharing storage use it so a
+// change whose notification was lost takes effect within d anyway; a
+// single server leaves it unset (its own changes forget what they change).
+func (s *Service) SetMaxAge(d time.Duration) { s.metaAge.Store(int64(d)) }
 
 // maxMetaCache bounds the metadata cache; when full it starts over.
 const maxMetaCache = 10000
@@ -181,8 +190,15 @@ func (s *Service) Invalidate() {
 // cachedMeta returns name's metadata for reading only, from the cache or storage.
 func (s *Service) cachedMeta(ctx context.Context, name string) (*Metadata, error) {
 	s.metaMu.RLock()
-	m, gen := s.metaCache[name], s.metaGen
+	m, gen, born := s.metaCache[name], s.metaGen, s.metaBorn
 	s.metaMu.RUnlock()
+	if d := time.Duration(s.metaAge.Load()); d > 0 && m != nil && s.now().Sub(born) >= d {
+		s.Invalidate()
+		m = nil
+		s.metaMu.RLock()
+		gen = s.metaGen
+		s.metaMu.RUnlock()
+	}
 	if m != nil {
 		return m, nil
 	}
@@ -194,6 +210,7 @@ func (s *Service) cachedMeta(ctx context.Context, name string) (*Metadata, error
 	if s.metaGen == gen {
 		if s.metaCache == nil || len(s.metaCache) >= maxMetaCache {
 			s.metaCache = make(map[string]*Metadata)
+			s.metaBorn = s.now()
 		}
 		s.metaCache[name] = m
 	}
