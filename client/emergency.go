@@ -34,21 +34,40 @@ func (c *Client) BreakGlassRecords(ctx context.Context) ([]BreakGlassRecord, err
 	return out.Records, c.do(ctx, "GET", "/v1/sys/break-glass", nil, nil, &out)
 }
 
-// GenerateRootStatus is the answer to one generate-root key.
+// GenerateRootStatus is the state of a generate-root attempt.
 type GenerateRootStatus struct {
+	Started   bool   `json:"started"`
+	Nonce     string `json:"nonce"`
+	OTP       string `json:"otp,omitempty"` // only in the answer to GenerateRootInit
 	Progress  int    `json:"progress"`
 	Threshold int    `json:"threshold"`
 	Complete  bool   `json:"complete"`
-	RootToken string `json:"root_token"`
+	// EncodedRootToken is the new root token XORed with the attempt's
+	// one-time pad; `coffer operator generate-root --decode` reads it.
+	EncodedRootToken string `json:"encoded_root_token,omitempty"`
 }
 
-// GenerateRoot presents one unseal key toward a new root token.
-func (c *Client) GenerateRoot(ctx context.Context, key string) (*GenerateRootStatus, error) {
+// GenerateRootInit starts a generate-root attempt. The answer holds the
+// nonce key holders present with their keys, and the one-time pad that
+// alone decodes the new root token: keep it.
+func (c *Client) GenerateRootInit(ctx context.Context) (*GenerateRootStatus, error) {
 	var s GenerateRootStatus
-	return &s, c.do(ctx, "POST", "/v1/sys/generate-root", nil, map[string]any{"key": key}, &s)
+	return &s, c.do(ctx, "POST", "/v1/sys/generate-root", nil, map[string]any{"init": true}, &s)
 }
 
-// GenerateRootReset discards the keys presented so far.
+// GenerateRoot presents one unseal key toward the attempt with nonce.
+func (c *Client) GenerateRoot(ctx context.Context, nonce, key string) (*GenerateRootStatus, error) {
+	var s GenerateRootStatus
+	return &s, c.do(ctx, "POST", "/v1/sys/generate-root", nil, map[string]any{"nonce": nonce, "key": key}, &s)
+}
+
+// GenerateRootProgress reports the attempt in progress, if any.
+func (c *Client) GenerateRootProgress(ctx context.Context) (*GenerateRootStatus, error) {
+	var s GenerateRootStatus
+	return &s, c.do(ctx, "GET", "/v1/sys/generate-root", nil, nil, &s)
+}
+
+// GenerateRootReset discards the attempt and the keys presented so far.
 func (c *Client) GenerateRootReset(ctx context.Context) error {
 	return c.do(ctx, "POST", "/v1/sys/generate-root", nil, map[string]any{"reset": true}, nil)
 }

@@ -86,6 +86,8 @@ type Core struct {
 	auditCfg AuditConfig
 	audit    atomic.Pointer[auditState] // nil while sealed or disabled
 
+	rootMu           sync.Mutex   // guards rootAttempt and serializes generate-root
+	rootAttempt      *rootAttempt // nil: no generate-root attempt in progress
 	rootQuorum       *seal.Quorum // unseal keys presented toward generate-root
 	breakGlassIssued atomic.Int64
 
@@ -278,8 +280,8 @@ func (c *Core) SealBy(ctx context.Context, p *auth.Principal) {
 }
 
 func (c *Core) sealLocked() {
-	c.rootQuorum.Reset() // a generate-root attempt does not survive a seal
-	c.DB.Reset()         // closes database pools: no admin password stays in memory
+	c.GenerateRootReset() // a generate-root attempt does not survive a seal
+	c.DB.Reset()          // closes database pools: no admin password stays in memory
 	c.Secrets.Invalidate()
 	c.closeAuditLocked()
 	c.Tokens.Reset()

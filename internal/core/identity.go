@@ -2,7 +2,11 @@ package core
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -10,6 +14,8 @@ import (
 	"github.com/coffer-dev/coffer/internal/auth"
 	"github.com/coffer-dev/coffer/internal/auth/token"
 	"github.com/coffer-dev/coffer/internal/events"
+	"github.com/coffer-dev/coffer/internal/otp"
+	"github.com/coffer-dev/coffer/internal/seal"
 	"github.com/coffer-dev/coffer/internal/storage"
 )
 
@@ -116,10 +122,64 @@ func (c *Core) BreakGlassRecords(ctx context.Context) ([]*BreakGlassRecord, erro
 // BreakGlassIssued counts emergency tokens issued since start.
 func (c *Core) BreakGlassIssued() int64 { return c.breakGlassIssued.Load() }
 
+// Generate-root errors.
+var (
+	// ErrNoRootAttempt means keys were presented with no attempt started.
+	ErrNoRootAttempt = errors.New("no generate-root attempt is in progress; start one with init (coffer operator generate-root --init)")
+	// ErrRootAttemptInProgress means init was called while an attempt runs.
+	ErrRootAttemptInProgress = errors.New("a generate-root attempt is already in progress; finish it, or reset it")
+	// ErrRootNonce means a key was presented for another attempt.
+	ErrRootNonce = errors.New("nonce does not match the generate-root attempt in progress")
+)
+
+// rootAttempt is a generate-root attempt in progress. Its one-time pad
+// stays in memory only; the new root token leaves the server encoded with
+// it, so only whoever started the attempt can read it.
+type rootAttempt struct {
+	nonce   string
+	pad     string
+	started time.Time
+}
+
+// GenerateRootStart begins a generate-root attempt and returns its nonce
+// (key holders present it with their keys) and the one-time pad that
+// decodes the token (shown only here).
+func (c *Core) GenerateRootStart() (nonce, pad string, err error) {
+	c.rootMu.Lock()
+	defer c.rootMu.Unlock()
+	if a := c.rootAttempt; a != nil && time.Since(a.started) < seal.QuorumTimeout {
+		return "", "", ErrRootAttemptInProgress
+	}
+	pad, err = otp.New()
+	if err != nil {
+		return "", "", err
+	}
+	n := make([]byte, 16)
+	if _, err := rand.Read(n); err != nil {
+		return "", "", err
+	}
+	c.rootQuorum.Reset()
+	c.rootAttempt = &rootAttempt{nonce: hex.EncodeToString(n), pad: pad, started: time.Now()}
+	c.log.Warn("generate-root attempt started")
+	return c.rootAttempt.nonce, pad, nil
+}
+
 // GenerateRoot presents one unseal key (or, for the key-file seal, the
-// root key) toward a new root token. It returns the token once the quorum is
-// met, and the progress so far otherwise.
-func (c *Core) GenerateRoot(ctx context.Context, key string) (string, int, error) {
+// root key) toward a new root token in the attempt named by nonce. Once the
+// quorum is met it returns the token encoded with the attempt's one-time
+// pad (see otp.Decode), and the progress so far otherwise.
+func (c *Core) GenerateRoot(ctx context.Context, nonce, key string) (string, int, error) {
+	c.rootMu.Lock()
+	defer c.rootMu.Unlock()
+	a := c.rootAttempt
+	if a == nil || time.Since(a.started) >= seal.QuorumTimeout {
+		c.rootAttempt = nil
+		c.rootQuorum.Reset()
+		return "", 0, ErrNoRootAttempt
+	}
+	if subtle.ConstantTimeCompare([]byte(nonce), []byte(a.nonce)) != 1 {
+		return "", c.rootQuorum.Progress(), ErrRootNonce
+	}
 	root, err := c.rootQuorum.Add(ctx, key)
 	if err != nil {
 		return "", c.rootQuorum.Progress(), err
@@ -127,6 +187,7 @@ func (c *Core) GenerateRoot(ctx context.Context, key string) (string, int, error
 	if root == nil {
 		return "", c.rootQuorum.Progress(), nil
 	}
+	c.rootAttempt = nil
 	if c.barrier.Sealed() {
 		return "", 0, ErrSealed
 	}
@@ -134,12 +195,29 @@ func (c *Core) GenerateRoot(ctx context.Context, key string) (string, int, error
 	if err != nil {
 		return "", 0, err
 	}
+	encoded, err := otp.Encode(tok, a.pad)
+	if err != nil {
+		return "", 0, err
+	}
 	c.log.Warn("root token generated with a quorum of unseal keys", "accessor", e.Accessor)
-	return tok, 0, nil
+	return encoded, 0, nil
 }
 
-// GenerateRootReset discards keys presented toward a root token.
-func (c *Core) GenerateRootReset() { c.rootQuorum.Reset() }
+// GenerateRootReset discards the attempt in progress and the keys presented.
+func (c *Core) GenerateRootReset() {
+	c.rootMu.Lock()
+	c.rootAttempt = nil
+	c.rootQuorum.Reset()
+	c.rootMu.Unlock()
+}
 
-// GenerateRootProgress returns how many keys have been presented.
-func (c *Core) GenerateRootProgress() int { return c.rootQuorum.Progress() }
+// GenerateRootStatus reports whether an attempt is in progress, its nonce
+// (not secret: key holders need it) and how many keys were presented.
+func (c *Core) GenerateRootStatus() (started bool, nonce string, progress int) {
+	c.rootMu.Lock()
+	defer c.rootMu.Unlock()
+	if a := c.rootAttempt; a != nil && time.Since(a.started) < seal.QuorumTimeout {
+		return true, a.nonce, c.rootQuorum.Progress()
+	}
+	return false, "", 0
+}

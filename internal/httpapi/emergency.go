@@ -19,6 +19,7 @@ func (a *API) emergencyRoutes() []route {
 		{"POST", "/v1/sys/break-glass", Op{"sys.break-glass", "update"}, authenticated, a.breakGlass, fixed("sys/break-glass")},
 		{"GET", "/v1/sys/break-glass", Op{"sys.break-glass-list", "read"}, authenticated, a.breakGlassList, fixed("sys/break-glass")},
 		{"POST", "/v1/sys/generate-root", Op{"sys.generate-root", ""}, public, a.generateRoot, nil},
+		{"GET", "/v1/sys/generate-root", Op{"sys.generate-root-status", ""}, public, a.generateRootStatus, nil},
 	}
 }
 
@@ -52,33 +53,52 @@ func (a *API) breakGlassList(r *request) (any, error) {
 	return map[string]any{"records": recs}, nil
 }
 
-// generateRoot takes one unseal key per call; the call that completes the
-// quorum gets the new root token. It needs no token: the keys are the credential.
+// generateRoot runs a generate-root attempt: init starts one and returns
+// its nonce and one-time pad (to the operator who started it, once); each
+// key holder then presents a key with the nonce; the call that completes
+// the quorum gets the new root token encoded with the pad, which only the
+// operator can decode. It needs no token: the keys are the credential.
 func (a *API) generateRoot(r *request) (any, error) {
 	var in struct {
-		Key   string `json:"key"`
+		Init  bool   `json:"init"`
 		Reset bool   `json:"reset"`
+		Nonce string `json:"nonce"`
+		Key   string `json:"key"`
 	}
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
-	if in.Reset {
+	st, _ := a.core.Status(r.ctx)
+	switch {
+	case in.Reset:
 		a.core.GenerateRootReset()
-		return map[string]any{"progress": 0}, nil
+		return map[string]any{"started": false, "progress": 0, "threshold": st.Threshold}, nil
+	case in.Init:
+		nonce, pad, err := a.core.GenerateRootStart()
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"started": true, "nonce": nonce, "otp": pad, "progress": 0, "threshold": st.Threshold}, nil
+	case in.Key == "" || in.Nonce == "":
+		return nil, badRequest("give init: true to start an attempt, key and nonce to present a key, or reset: true")
 	}
-	if in.Key == "" {
-		return nil, badRequest("key is required (or reset: true)")
-	}
-	tok, progress, err := a.core.GenerateRoot(r.ctx, in.Key)
+	encoded, progress, err := a.core.GenerateRoot(r.ctx, in.Nonce, in.Key)
 	if err != nil {
 		return nil, err
 	}
-	st, _ := a.core.Status(r.ctx)
-	out := map[string]any{"progress": progress, "threshold": st.Threshold, "complete": tok != ""}
-	if tok != "" {
-		out["root_token"] = tok
+	out := map[string]any{"started": encoded == "", "nonce": in.Nonce, "progress": progress, "threshold": st.Threshold, "complete": encoded != ""}
+	if encoded != "" {
+		out["encoded_root_token"] = encoded
 	}
 	return out, nil
+}
+
+// generateRootStatus tells key holders whether an attempt runs, its nonce
+// and the progress; it needs no token.
+func (a *API) generateRootStatus(r *request) (any, error) {
+	started, nonce, progress := a.core.GenerateRootStatus()
+	st, _ := a.core.Status(r.ctx)
+	return map[string]any{"started": started, "nonce": nonce, "progress": progress, "threshold": st.Threshold}, nil
 }
 
 func (a *API) metricsRoutes() []route {

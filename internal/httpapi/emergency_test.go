@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/coffer-dev/coffer/client"
+	"github.com/coffer-dev/coffer/internal/otp"
 )
 
 func TestBreakGlass(t *testing.T) {
@@ -64,17 +65,37 @@ func TestGenerateRoot(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	anon := h.c.WithToken("")
+	if _, err := anon.GenerateRoot(ctx, "nonce", h.keys[0]); client.ErrorCode(err) != "invalid_request" {
+		t.Fatalf("a key with no attempt started = %v", err)
+	}
+	att, err := anon.GenerateRootInit(ctx)
+	if err != nil || att.Nonce == "" || att.OTP == "" {
+		t.Fatalf("init = %+v, %v", att, err)
+	}
+	if _, err := anon.GenerateRootInit(ctx); client.ErrorCode(err) != "in_progress" {
+		t.Fatalf("a second init = %v, want in_progress", err)
+	}
+	if _, err := anon.GenerateRoot(ctx, "another-nonce", h.keys[0]); client.ErrorCode(err) != "invalid_request" {
+		t.Fatalf("a key for another attempt = %v", err)
+	}
 	for i, k := range []string{h.keys[0], h.keys[0], h.keys[3]} {
-		st, err := anon.GenerateRoot(ctx, k)
-		if err != nil || st.Complete {
+		st, err := anon.GenerateRoot(ctx, att.Nonce, k)
+		if err != nil || st.Complete || st.EncodedRootToken != "" {
 			t.Fatalf("key %d: %+v, %v", i, st, err)
 		}
 	}
-	st, err := anon.GenerateRoot(ctx, h.keys[4])
-	if err != nil || !st.Complete || !strings.HasPrefix(st.RootToken, "cof_") {
+	if st, err := anon.GenerateRootProgress(ctx); err != nil || !st.Started || st.Progress != 2 || st.OTP != "" {
+		t.Fatalf("status = %+v, %v (a repeated key counts once; the pad is never shown again)", st, err)
+	}
+	st, err := anon.GenerateRoot(ctx, att.Nonce, h.keys[4])
+	if err != nil || !st.Complete || st.EncodedRootToken == "" || strings.Contains(st.EncodedRootToken, "cof_") {
 		t.Fatalf("quorum: %+v, %v", st, err)
 	}
-	info, err := h.c.WithToken(st.RootToken).TokenSelf(ctx)
+	tok, err := otp.Decode(st.EncodedRootToken, att.OTP)
+	if err != nil || !strings.HasPrefix(tok, "cof_") {
+		t.Fatalf("decode = %q, %v", tok, err)
+	}
+	info, err := h.c.WithToken(tok).TokenSelf(ctx)
 	if err != nil || info.Policies[0] != "root" {
 		t.Fatalf("new root = %+v, %v", info, err)
 	}
@@ -85,7 +106,17 @@ func TestGenerateRoot(t *testing.T) {
 	if _, err := h.c.TokenSelf(ctx); client.ErrorCode(err) != "unauthenticated" {
 		t.Fatalf("old root after revoke = %v", err)
 	}
-	if _, err := anon.GenerateRoot(ctx, "bm90IGEga2V5"); client.ErrorCode(err) != "invalid_unseal_key" {
+	if _, err := anon.GenerateRoot(ctx, att.Nonce, h.keys[0]); client.ErrorCode(err) != "invalid_request" {
+		t.Fatalf("a key after the attempt completed = %v", err)
+	}
+	att, _ = anon.GenerateRootInit(ctx)
+	if _, err := anon.GenerateRoot(ctx, att.Nonce, "bm90IGEga2V5"); client.ErrorCode(err) != "invalid_unseal_key" {
 		t.Fatalf("bad key = %v", err)
+	}
+	if err := anon.GenerateRootReset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := anon.GenerateRootProgress(ctx); st.Started {
+		t.Fatal("attempt still in progress after reset")
 	}
 }

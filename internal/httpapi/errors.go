@@ -89,6 +89,10 @@ func mapError(err error) (int, string, string) {
 		return http.StatusServiceUnavailable, "not_initialized", "server is not initialized; run coffer operator init"
 	case errors.Is(err, seal.ErrAlreadyInitialized), errors.Is(err, barrier.ErrAlreadyInitialized):
 		return http.StatusConflict, "already_initialized", "server is already initialized"
+	case errors.Is(err, core.ErrNoRootAttempt), errors.Is(err, core.ErrRootNonce):
+		return http.StatusBadRequest, "invalid_request", err.Error()
+	case errors.Is(err, core.ErrRootAttemptInProgress):
+		return http.StatusConflict, "in_progress", err.Error()
 	case errors.Is(err, seal.ErrBadKey), errors.Is(err, seal.ErrInvalidKeys), errors.Is(err, seal.ErrWrongSeal):
 		return http.StatusBadRequest, "invalid_unseal_key", err.Error()
 	case errors.Is(err, authz.ErrNotFound):
