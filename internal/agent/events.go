@@ -101,8 +101,8 @@ func (f *follower) run(ctx context.Context) {
 		}
 		switch end {
 		case endServerGone:
-			// Event ids restart with a new server instance: an old cursor
-			// would skip its first events.
+			// A new server instance numbers events afresh (from its start
+			// time): start from now and refetch rather than trust an old cursor.
 			cursor, hasCursor = 0, false
 		case endUnauthorized:
 			f.auth.reportRefused(tok)

@@ -108,6 +108,7 @@ func New(cfg Config) *Core {
 		cfg.Logger.Error("rate limits ignored", "error", err) // the config parser validated them already
 	}
 	bus := events.New(cfg.Now)
+	bus.StartAt(uint64(time.Now().UnixMicro())) // event ids grow across restarts
 	secrets := secret.New(b, cfg.Now)
 	secrets.PublishTo(bus)
 	leases := lease.New(b, lease.Config{Now: cfg.Now, Logger: cfg.Logger})

@@ -128,6 +128,19 @@ func (b *Bus) Read(cursor uint64, max int) (evs []Event, gap bool, more <-chan s
 	return evs, gap, b.wake, b.closed
 }
 
+// StartAt makes the next event seq (when it is higher than the current
+// next), before anything is published. A server seeds it with the time of
+// its start in microseconds, so ids keep growing across restarts: a
+// subscriber resuming with an id from before a restart is told of the gap
+// and resynchronises, instead of silently missing events numbered from 1.
+func (b *Bus) StartAt(seq uint64) {
+	b.mu.Lock()
+	if len(b.ring) == 0 && seq > b.next {
+		b.next = seq
+	}
+	b.mu.Unlock()
+}
+
 // Last returns the seq of the newest event (0 if none).
 func (b *Bus) Last() uint64 {
 	b.mu.Lock()

@@ -41,3 +41,26 @@ func TestWakeAndClose(t *testing.T) {
 		t.Fatal("bus not closed")
 	}
 }
+
+// TestStartAtAcrossRestart: a subscriber holding an id from before a
+// restart is told of a gap by the new bus, not left waiting for ids it
+// already passed.
+func TestStartAtAcrossRestart(t *testing.T) {
+	old := New(nil)
+	old.StartAt(1000)
+	for i := 0; i < 3; i++ {
+		old.Publish(Event{Type: VersionCreated, Name: "a"})
+	}
+	cursor := old.Last() // 1002
+	restarted := New(nil)
+	restarted.StartAt(5000) // a later start
+	restarted.Publish(Event{Type: VersionCreated, Name: "b"})
+	evs, gap, _, _ := restarted.Read(cursor, 10)
+	if !gap || len(evs) != 1 || evs[0].Seq != 5000 {
+		t.Fatalf("Read(%d) after restart = %+v gap=%v, want seq 5000 and a gap", cursor, evs, gap)
+	}
+	restarted.StartAt(10) // never goes back
+	if restarted.Last() != 5000 {
+		t.Fatalf("Last = %d", restarted.Last())
+	}
+}
