@@ -103,28 +103,31 @@ func PostgresAdminURL(t testing.TB) string {
 
 func createPostgresDB(t testing.TB, base string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	name := randName("coffer_test_")
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create database: %v", err)
-	}
-	t.Cleanup(func() {
+	return withPath(base, createDB(t, "pgx", base, " WITH (FORCE)"))
+}
+
+// createDB creates a database with a random name on the server admin
+// reaches through driver, drops it (DROP DATABASE ... dropSuffix) when the
+// test ends, and returns its name.
+func createDB(t testing.TB, driver, admin, dropSuffix string) string {
+	t.Helper()
+	exec := func(stmt string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		db, err := sql.Open("pgx", base)
+		db, err := sql.Open(driver, admin)
 		if err != nil {
-			return
+			return err
 		}
 		defer db.Close()
-		_, _ = db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-	})
-	return withPath(base, name)
+		_, err = db.ExecContext(ctx, stmt)
+		return err
+	}
+	name := randName("coffer_test_")
+	if err := exec("CREATE DATABASE " + name); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	t.Cleanup(func() { _ = exec("DROP DATABASE IF EXISTS " + name + dropSuffix) })
+	return name
 }
 
 func withPath(base, db string) string {
@@ -343,30 +346,11 @@ func freePort() (int, error) {
 func MySQL(t testing.TB) string {
 	t.Helper()
 	base := MySQLAdminDSN(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	admin, err := sql.Open("mysql", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	name := randName("coffer_test_")
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create database: %v", err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("mysql", base)
-		if err != nil {
-			return
-		}
-		defer db.Close()
-		_, _ = db.Exec("DROP DATABASE IF EXISTS " + name)
-	})
 	cfg, err := mysql.ParseDSN(base)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.DBName = name
+	cfg.DBName = createDB(t, "mysql", base, "")
 	return cfg.FormatDSN()
 }
 
