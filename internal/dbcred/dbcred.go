@@ -496,21 +496,30 @@ func putJSON(tx storage.Tx, key string, v any) error {
 }
 
 func (s *Service) conn(ctx context.Context, name string) (*storedConn, error) {
-	if checkName("name", name) != nil {
-		return nil, ErrNotFound
-	}
-	raw, err := s.store.Get(ctx, connPrefix+name)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
+	st := &storedConn{}
+	if err := s.load(ctx, connPrefix, "database connection", name, ErrNotFound, st); err != nil {
 		return nil, err
 	}
-	st := &storedConn{}
-	if err := json.Unmarshal(raw, st); err != nil {
-		return nil, fmt.Errorf("decode database connection %s: %w", name, err)
-	}
 	return st, nil
+}
+
+// load decodes the record of name under prefix into v; notFound is returned
+// for a bad or unknown name.
+func (s *Service) load(ctx context.Context, prefix, what, name string, notFound error, v any) error {
+	if checkName("name", name) != nil {
+		return notFound
+	}
+	raw, err := s.store.Get(ctx, prefix+name)
+	if errors.Is(err, storage.ErrNotFound) {
+		return notFound
+	}
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("decode %s %s: %w", what, name, err)
+	}
+	return nil
 }
 
 // Connection returns a connection, without its password.
@@ -654,19 +663,9 @@ func hasName(st statement) bool {
 
 // Role returns a role.
 func (s *Service) Role(ctx context.Context, name string) (*Role, error) {
-	if checkName("name", name) != nil {
-		return nil, ErrRoleNotFound
-	}
-	raw, err := s.store.Get(ctx, rolePrefix+name)
-	if errors.Is(err, storage.ErrNotFound) {
-		return nil, ErrRoleNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
 	r := &Role{}
-	if err := json.Unmarshal(raw, r); err != nil {
-		return nil, fmt.Errorf("decode database role %s: %w", name, err)
+	if err := s.load(ctx, rolePrefix, "database role", name, ErrRoleNotFound, r); err != nil {
+		return nil, err
 	}
 	return r, nil
 }

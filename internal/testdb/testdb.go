@@ -139,10 +139,15 @@ func withPath(base, db string) string {
 	return u.String()
 }
 
-func pingPostgres(u string) error {
+func pingPostgres(u string) error { return ping("pgx", u) }
+
+func pingMySQL(dsn string) error { return ping("mysql", dsn) }
+
+// ping reports whether a server answers at dsn within a few seconds.
+func ping(driver, dsn string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	db, err := sql.Open("pgx", u)
+	db, err := sql.Open(driver, dsn)
 	if err != nil {
 		return err
 	}
@@ -362,17 +367,6 @@ func MySQLAdminDSN(t testing.TB) string {
 		unavailable(t, "MariaDB/MySQL", myErr)
 	}
 	return myBase
-}
-
-func pingMySQL(dsn string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	db, err := sql.Open("mysql", dsn)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return db.PingContext(ctx)
 }
 
 func findMySQL() (string, error) {
