@@ -61,3 +61,17 @@ func FuzzScrub(f *testing.F) {
 		}
 	})
 }
+
+// TestRedactionsCounted: every credential caught is counted (M6), and
+// clean text is not.
+func TestRedactionsCounted(t *testing.T) {
+	before := Redactions()
+	Scrub("nothing to see here, just a long enough line")
+	if Redactions() != before {
+		t.Fatal("clean text counted as a redaction")
+	}
+	Scrub("two tokens: " + tok + " and " + tok)
+	if got := Redactions() - before; got != 2 {
+		t.Fatalf("redactions counted = %d, want 2", got)
+	}
+}
