@@ -31,11 +31,6 @@ func (b *backoff) next() time.Duration {
 
 func (b *backoff) reset() { b.cur = 0 }
 
-// wait sleeps for the next delay; it reports false when ctx ended first.
-func (b *backoff) wait(ctx context.Context) bool {
-	return sleep(ctx, b.next())
-}
-
 // sleep waits d or until ctx ends; it reports whether d elapsed.
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)

@@ -77,7 +77,7 @@ func (e *Engine) Rotate(ctx context.Context, name string, o RotateOptions) (*Sta
 	}
 	if st.RevokeAt != nil {
 		// A new rotation supersedes the grace window of the last one.
-		if st, err = e.revoke(ctx, l, pol, st); err != nil {
+		if _, err := e.revoke(ctx, l, pol, st); err != nil {
 			l.release(ctx, nil)
 			return nil, err
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/coffer-dev/coffer/internal/storage"
 )
@@ -253,7 +254,7 @@ func (b *Backend) Close() error {
 }
 
 func mapErr(err error) error {
-	if errors.Is(err, bbolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return storage.ErrClosed
 	}
 	return err
