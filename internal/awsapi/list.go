@@ -196,6 +196,9 @@ type secretListEntry struct {
 	DeletedDate            epoch               `json:"DeletedDate,omitzero"`
 	Tags                   []tag               `json:"Tags,omitempty"`
 	SecretVersionsToStages map[string][]string `json:"SecretVersionsToStages,omitempty"`
+	RotationRules          *rotationRulesOut   `json:"RotationRules,omitempty"`
+	LastRotatedDate        epoch               `json:"LastRotatedDate,omitzero"`
+	NextRotationDate       epoch               `json:"NextRotationDate,omitzero"`
 }
 
 type listSecretsOut struct {
@@ -254,9 +257,11 @@ func (a *API) listSecrets(c *call, in *listSecretsIn, _ string) (any, error) {
 	out := &listSecretsOut{SecretList: make([]secretListEntry, 0, len(ms))}
 	for _, m := range ms {
 		d := a.describeOut(m)
+		a.addRotation(c, d, m.Name)
 		out.SecretList = append(out.SecretList, secretListEntry{ARN: d.ARN, Name: d.Name, Description: d.Description,
 			CreatedDate: d.CreatedDate, LastChangedDate: d.LastChangedDate, DeletedDate: d.DeletedDate, Tags: d.Tags,
-			SecretVersionsToStages: d.VersionIdsToStages})
+			SecretVersionsToStages: d.VersionIdsToStages, RotationEnabled: d.RotationEnabled, RotationRules: d.RotationRules,
+			LastRotatedDate: d.LastRotatedDate, NextRotationDate: d.NextRotationDate})
 	}
 	if next != "" {
 		out.NextToken = pageToken(listToken, next)

@@ -39,6 +39,11 @@ func TestRotateSecret(t *testing.T) {
 		d.body["RotationRules"].(map[string]any)["AutomaticallyAfterDays"] != float64(30) {
 		t.Fatalf("DescribeSecret = %s", d.raw)
 	}
+	l := h.ok(t, a, "ListSecrets", obj{})
+	if e := l.body["SecretList"].([]any)[0].(map[string]any); e["RotationEnabled"] != true || e["NextRotationDate"] == nil ||
+		e["RotationRules"].(map[string]any)["AutomaticallyAfterDays"] != float64(30) {
+		t.Fatalf("ListSecrets entry = %s", l.raw)
+	}
 	h.ok(t, a, "RotateSecret", obj{"SecretId": "app/key", "RotateImmediately": false, "RotationRules": obj{"ScheduleExpression": "rate(10 days)"}})
 	if st, _ := h.core.Rotation.Status(ctx, "app/key"); st.Policy.Schedule != "every 10d" || st.State.Rotations != 1 {
 		t.Fatalf("after RotateImmediately=false: %+v", st)
