@@ -77,7 +77,7 @@ func (e *Engine) Rotate(ctx context.Context, name string, o RotateOptions) (*Sta
 	}
 	if st.RevokeAt != nil {
 		// A new rotation supersedes the grace window of the last one.
-		if _, err := e.revoke(ctx, l, pol, st); err != nil {
+		if st, err = e.revoke(ctx, l, pol, st); err != nil {
 			l.release(ctx, nil)
 			return nil, err
 		}
@@ -318,7 +318,7 @@ func (e *Engine) succeed(ctx context.Context, l *lease, rot Rotator, job *Job, p
 	}
 	e.log.Info("secret rotated", "name", st.Name, "version", st.LastVersion, "rotator", pol.Rotator)
 	if st.RevokeAt != nil && !st.RevokeAt.After(now) {
-		if st, err = e.revoke(ctx, l, pol, st); err != nil {
+		if _, err := e.revoke(ctx, l, pol, st); err != nil {
 			l.release(ctx, nil)
 			return nil, err
 		}
