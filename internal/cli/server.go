@@ -23,6 +23,7 @@ import (
 	"github.com/coffer-dev/coffer/internal/storage"
 	"github.com/coffer-dev/coffer/internal/storage/bolt"
 	"github.com/coffer-dev/coffer/internal/storage/mem"
+	"github.com/coffer-dev/coffer/internal/testhook"
 )
 
 const defaultListen = "127.0.0.1:8210"
@@ -200,7 +201,7 @@ func (e *env) runConfig(ctx context.Context, log *slog.Logger, path, listen stri
 	snapshots := cfg.SnapshotSchedule()
 	// Test failpoint (internal/e2e/ha_test.go): hold scheduled snapshots
 	// before they are renamed into place, so a test can kill the writer.
-	snapshots.Hold, _ = time.ParseDuration(os.Getenv("COFFER_FAILPOINT_SNAPSHOT_HOLD"))
+	snapshots.Hold, _ = time.ParseDuration(testhook.Env("COFFER_FAILPOINT_SNAPSHOT_HOLD"))
 	cluster := cfg.ClusterOptions()
 	cluster.Version = Version
 	srv, err := server.New(server.Options{Backend: be, Cluster: cluster, KeyFile: cfg.KeyFile(), Address: cfg.Listener.Address, TLS: tlsCfg, Logger: log, Audit: cfg.AuditConfig(), AuditSinks: cfg.AuditSinks(), RateLimits: cfg.RateLimits(),

@@ -12,6 +12,7 @@ import (
 	"github.com/coffer-dev/coffer/internal/rotation/dbrotate"
 	"github.com/coffer-dev/coffer/internal/rotation/webhook"
 	"github.com/coffer-dev/coffer/internal/secret"
+	"github.com/coffer-dev/coffer/internal/testhook"
 )
 
 // Environment variables for crash tests only (internal/e2e): the first
@@ -44,7 +45,7 @@ func newRotation(cfg Config, store rotation.Store, secrets *secret.Service, bus 
 				AllowPrivate: cfg.Rotation.WebhookAllowPrivate}),
 		},
 	}
-	if step := os.Getenv(envRotationCrashAfter); step != "" {
+	if step := testhook.Env(envRotationCrashAfter); step != "" {
 		rc.Failpoint = func(s string) bool {
 			if s == step {
 				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
@@ -53,7 +54,7 @@ func newRotation(cfg Config, store rotation.Store, secrets *secret.Service, bus 
 			return false
 		}
 	}
-	if d, err := time.ParseDuration(os.Getenv(envRotationLease)); err == nil && d > 0 {
+	if d, err := time.ParseDuration(testhook.Env(envRotationLease)); err == nil && d > 0 {
 		rc.LeaseTTL = d
 	}
 	return rotation.New(rc)

@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "coffer")
-	out, err := exec.Command("go", "build", "-o", binary, "github.com/coffer-dev/coffer/cmd/coffer").CombinedOutput()
+	out, err := exec.Command("go", "build", "-tags", "coffer_testhooks", "-o", binary, "github.com/coffer-dev/coffer/cmd/coffer").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build coffer: %v\n%s", err, out)
 		os.Exit(1)

@@ -2,10 +2,10 @@ package server
 
 import (
 	"context"
-	"os"
 	"time"
 
 	"github.com/coffer-dev/coffer/internal/rotation"
+	"github.com/coffer-dev/coffer/internal/testhook"
 )
 
 // envRotationTick shortens the rotation scheduler's tick, for tests only.
@@ -20,7 +20,7 @@ const rotationTick = 10 * time.Second
 // an interrupted rotation is resumed from its last durable step.
 func (s *Server) rotationLoop() {
 	iv := rotationTick
-	if d, err := time.ParseDuration(os.Getenv(envRotationTick)); err == nil && d > 0 {
+	if d, err := time.ParseDuration(testhook.Env(envRotationTick)); err == nil && d > 0 {
 		iv = d
 	}
 	t := time.NewTicker(iv)
