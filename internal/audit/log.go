@@ -258,14 +258,15 @@ func (l *Log) Append(ctx context.Context, r *Record) error {
 	} else {
 		r.Time = r.Time.UTC()
 	}
-	body, err := encodeBody(r)
+	p := pendingPool.Get().(*pending)
+	body, err := encodeBodyTo(p.body, r)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidRecord, err)
 	}
 	if lineLen(math.MaxUint64, body, 64) > MaxRecordBytes {
 		return fmt.Errorf("%w: encoded record longer than %d bytes", ErrInvalidRecord, MaxRecordBytes)
 	}
-	p := &pending{body: body, typ: r.Type, done: make(chan error, 1)}
+	p.body, p.typ = body, r.Type
 
 	l.mu.Lock()
 	if l.closed {
@@ -281,14 +282,29 @@ func (l *Log) Append(ctx context.Context, r *Record) error {
 
 	select {
 	case err := <-p.done:
-		if err != nil {
-			return err
+		if err == nil {
+			r.Seq, r.Prev, r.Hash = p.seq, p.prev, p.hash
 		}
-		r.Seq, r.Prev, r.Hash = p.seq, p.prev, p.hash
-		return nil
+		// The writer is done with p: its outcome was sent.
+		recycle(p)
+		return err
 	case <-ctx.Done():
+		// The writer may still hold p; it is left to the garbage collector.
 		return fmt.Errorf("audit append: %w", ctx.Err())
 	}
+}
+
+// pendingPool reuses pending Appends and their body buffers: every request
+// appends one or two records.
+var pendingPool = sync.Pool{New: func() any { return &pending{body: make([]byte, 0, 512), done: make(chan error, 1)} }}
+
+// recycle returns p to the pool once its outcome has been received.
+func recycle(p *pending) {
+	if cap(p.body) > 16<<10 {
+		return // do not keep a rare large buffer alive
+	}
+	p.body, p.typ, p.seq, p.prev, p.hash = p.body[:0], "", 0, "", ""
+	pendingPool.Put(p)
 }
 
 // Syncs returns how many times the active file was fsynced since Open;

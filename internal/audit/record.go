@@ -108,8 +108,12 @@ const hashTailLen = len(`"hash":"`) + sha256.Size*2 + len(`"}`)
 // decoded U+FFFD is written back raw, so such a first encoding is not a
 // fixed point; encodeBody re-encodes it once to reach the canonical form
 // that verifiers reproduce.
-func encodeBody(r *Record) ([]byte, error) {
-	if b, ok := appendBody(make([]byte, 0, 512), r); ok && !bytes.Contains(b, []byte(`\ufffd`)) {
+func encodeBody(r *Record) ([]byte, error) { return encodeBodyTo(make([]byte, 0, 512), r) }
+
+// encodeBodyTo is encodeBody appending to dst (whose contents it replaces
+// on the slow path).
+func encodeBodyTo(dst []byte, r *Record) ([]byte, error) {
+	if b, ok := appendBody(dst[:0], r); ok && !bytes.Contains(b, []byte(`\ufffd`)) {
 		return b, nil
 	}
 	c := *r

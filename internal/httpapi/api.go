@@ -177,8 +177,9 @@ func (a *API) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := newRequestID()
-		w.Header().Set("X-Request-Id", id)
-		w.Header().Set("Cache-Control", "no-store")
+		h := w.Header()
+		h.Set("X-Request-Id", id)
+		h["Cache-Control"] = noStore // shared, never modified: saves an allocation per request
 		r.Body = http.MaxBytesReader(w, r.Body, bodyLimit(rt.op.Name))
 		req := &request{Request: r, ctx: r.Context(), id: id, w: w}
 		resp, err := a.serve(rt, req)
@@ -362,8 +363,15 @@ func newRequestID() string {
 	return hex.EncodeToString(b)
 }
 
+// Header values every answer carries, shared by all of them. net/http only
+// reads or replaces header value slices, never writes into them.
+var (
+	noStore         = []string{"no-store"}
+	contentTypeJSON = []string{"application/json"}
+)
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = contentTypeJSON
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
