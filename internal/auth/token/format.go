@@ -38,8 +38,20 @@ func encode62(b []byte, width int) string {
 }
 
 func checksum(body string) string {
-	c := crc32.ChecksumIEEE([]byte(body))
-	return encode62([]byte{byte(c >> 24), byte(c >> 16), byte(c >> 8), byte(c)}, checksumLen)
+	var out [checksumLen]byte
+	return string(checksumTo(&out, body))
+}
+
+// checksumTo writes the base62 CRC-32 of body into out, without
+// allocating: every request checks its token's checksum.
+func checksumTo(out *[checksumLen]byte, body string) []byte {
+	var buf [bodyLen]byte
+	c := uint64(crc32.ChecksumIEEE(buf[:copy(buf[:], body)]))
+	for i := checksumLen - 1; i >= 0; i-- {
+		out[i] = base62[c%62]
+		c /= 62
+	}
+	return out[:]
 }
 
 // Generate returns a new random token: "cof_", 43 base62 characters of
@@ -65,7 +77,8 @@ func Check(s string) error {
 		}
 	}
 	body := s[len(Prefix) : len(Prefix)+bodyLen]
-	if checksum(body) != s[len(Prefix)+bodyLen:] {
+	var sum [checksumLen]byte
+	if string(checksumTo(&sum, body)) != s[len(Prefix)+bodyLen:] {
 		return ErrMalformed
 	}
 	return nil

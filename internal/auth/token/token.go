@@ -96,11 +96,11 @@ type Service struct {
 	store Store
 	now   func() time.Time
 
-	mu      sync.RWMutex           // guards the fields below
-	hmacKey []byte                 // nil until Load
-	macs    *sync.Pool             // HMAC-SHA256 states under hmacKey, reused across lookups
-	cache   map[string]cachedEntry // token hash -> entry
-	maxAge  time.Duration          // see SetMaxAge; 0: entries stay until changed
+	mu      sync.RWMutex                      // guards the fields below
+	hmacKey []byte                            // nil until Load
+	macs    *sync.Pool                        // HMAC-SHA256 states under hmacKey, reused across lookups
+	cache   map[[sha256.Size]byte]cachedEntry // token HMAC -> entry
+	maxAge  time.Duration                     // see SetMaxAge; 0: entries stay until changed
 	// gen counts revocations. An entry read from storage is cached only if
 	// no revocation started since the read, so a lookup racing a revoke
 	// cannot put the revoked token back into the cache.
@@ -145,13 +145,17 @@ func (s *Service) SetMaxAge(d time.Duration) {
 
 // cacheIfCurrent stores e unless a revocation began after gen was read.
 func (s *Service) cacheIfCurrent(hash string, e *Entry, gen uint64) {
+	k, ok := cacheKey(hash)
+	if !ok {
+		return
+	}
 	s.mu.Lock()
 	if s.cache != nil && s.gen == gen {
 		c := cachedEntry{e: e}
 		if s.maxAge > 0 {
 			c.until = s.now().Add(s.maxAge)
 		}
-		s.cache[hash] = c
+		s.cache[k] = c
 	}
 	s.mu.Unlock()
 }
@@ -184,7 +188,7 @@ func (s *Service) Load(ctx context.Context) error {
 		return fmt.Errorf("load token hmac key: %w", err)
 	}
 	s.mu.Lock()
-	s.hmacKey, s.macs, s.cache = key, macPool(key), make(map[string]cachedEntry)
+	s.hmacKey, s.macs, s.cache = key, macPool(key), make(map[[sha256.Size]byte]cachedEntry)
 	s.mu.Unlock()
 	return nil
 }
@@ -201,7 +205,7 @@ func (s *Service) Reset() {
 func (s *Service) Invalidate() {
 	s.mu.Lock()
 	if s.cache != nil {
-		s.cache = make(map[string]cachedEntry)
+		s.cache = make(map[[sha256.Size]byte]cachedEntry)
 	}
 	s.gen++ // lookups reading storage now must not cache what they read
 	s.mu.Unlock()
@@ -222,15 +226,29 @@ func (s *Service) hash(tok string) (string, error) {
 	if key == nil {
 		return "", ErrSealed
 	}
-	// Every request hashes its token: reuse HMAC states rather than
-	// rebuilding the keyed pads each time.
+	sum := mac(macs, tok)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// mac returns the HMAC of tok with a state from macs: every request hashes
+// its token, so states are reused rather than rebuilding the keyed pads.
+func mac(macs *sync.Pool, tok string) [sha256.Size]byte {
 	m := macs.Get().(hash.Hash)
 	m.Reset()
 	m.Write([]byte(tok))
 	var sum [sha256.Size]byte
-	out := hex.EncodeToString(m.Sum(sum[:0]))
+	m.Sum(sum[:0])
 	macs.Put(m)
-	return out, nil
+	return sum
+}
+
+// cacheKey turns a hex token hash into the cache's key.
+func cacheKey(hash string) (k [sha256.Size]byte, ok bool) {
+	if len(hash) != 2*sha256.Size {
+		return k, false
+	}
+	_, err := hex.Decode(k[:], []byte(hash))
+	return k, err == nil
 }
 
 // macPool returns a pool of HMAC-SHA256 states keyed with key.
@@ -400,18 +418,21 @@ func (s *Service) Lookup(ctx context.Context, tok string) (*Entry, error) {
 	if Check(tok) != nil {
 		return nil, auth.ErrUnauthenticated
 	}
-	h, err := s.hash(tok)
-	if err != nil {
-		return nil, err
-	}
+	// One read lock for the key and the cache: this is every request's path.
 	s.mu.RLock()
-	c := s.cache[h]
+	if s.hmacKey == nil {
+		s.mu.RUnlock()
+		return nil, ErrSealed
+	}
+	sum := mac(s.macs, tok)
+	c := s.cache[sum]
 	s.mu.RUnlock()
 	e := c.e
 	if e != nil && !c.until.IsZero() && !s.now().Before(c.until) {
 		e = nil // served from memory long enough: read it again
 	}
 	if e == nil {
+		h := hex.EncodeToString(sum[:])
 		gen := s.generation()
 		raw, err := s.store.Get(ctx, byHashPrefix+h)
 		if errors.Is(err, storage.ErrNotFound) {
@@ -480,8 +501,9 @@ func (s *Service) Use(ctx context.Context, tok string) (*Entry, error) {
 // drop removes a cached entry and counts a revocation, so that lookups
 // already reading storage do not cache what they read.
 func (s *Service) drop(hash string) {
+	k, _ := cacheKey(hash)
 	s.mu.Lock()
-	delete(s.cache, hash)
+	delete(s.cache, k)
 	s.gen++
 	s.mu.Unlock()
 }

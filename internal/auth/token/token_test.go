@@ -3,6 +3,7 @@ package token
 import (
 	"context"
 	"errors"
+	"hash/crc32"
 	"strings"
 	"testing"
 	"time"
@@ -249,5 +250,28 @@ func TestListAndTidy(t *testing.T) {
 	all, _, _ = s.List(ctx, "", 100)
 	if len(all) != 1 || all[0].DisplayName != "forever" {
 		t.Fatalf("after tidy: %+v", all)
+	}
+}
+
+// TestChecksumMatchesBigInt: the allocation-free checksum writes what the
+// original big.Int encoding wrote, so every token issued before still checks.
+func TestChecksumMatchesBigInt(t *testing.T) {
+	for i := 0; i < 2000; i++ {
+		tok, err := Generate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := tok[len(Prefix) : len(Prefix)+bodyLen]
+		c := crc32.ChecksumIEEE([]byte(body))
+		want := encode62([]byte{byte(c >> 24), byte(c >> 16), byte(c >> 8), byte(c)}, checksumLen)
+		if got := checksum(body); got != want {
+			t.Fatalf("checksum(%q) = %q, want %q", body, got, want)
+		}
+		if Check(tok) != nil {
+			t.Fatalf("Check(%q) failed", tok)
+		}
+	}
+	if Check("cof_2vGID8BjGYE94AaS6wOhMgHxfdjgtWRqDPn7U7VpXUM2PUL5K") != nil {
+		t.Fatal("a token issued by an earlier version no longer checks")
 	}
 }
