@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"time"
@@ -170,7 +171,10 @@ type secretText struct {
 }
 
 func (a *API) getSecret(r *request) (any, error) {
-	q := r.URL.Query()
+	var q url.Values // most reads have no query: spare parsing it
+	if r.URL.RawQuery != "" {
+		q = r.URL.Query()
+	}
 	var sel secret.Selector
 	if v := q.Get("version"); v != "" {
 		n, err := strconv.Atoi(v)

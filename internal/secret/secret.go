@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -238,7 +239,17 @@ func New(store Store, now func() time.Time) *Service {
 
 func metaKey(name string) string { return metaPrefix + name }
 
-func dataKey(id string, n int) string { return fmt.Sprintf("%s%s/%010d", dataPrefix, id, n) }
+func dataKey(id string, n int) string {
+	// As fmt.Sprintf("%s%s/%010d", dataPrefix, id, n), without fmt: every read builds one.
+	var digits [20]byte
+	d := strconv.AppendInt(digits[:0], int64(n), 10)
+	b := make([]byte, 0, len(dataPrefix)+len(id)+1+max(10, len(d)))
+	b = append(append(append(b, dataPrefix...), id...), '/')
+	for i := len(d); i < 10; i++ {
+		b = append(b, '0')
+	}
+	return string(append(b, d...))
+}
 
 func readMeta(get func(string) ([]byte, error), name string) (*Metadata, error) {
 	raw, err := get(metaKey(name))

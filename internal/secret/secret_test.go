@@ -417,3 +417,13 @@ func BenchmarkPutNewKeysBolt(b *testing.B) {
 	commits, writes := be.Stats()
 	b.ReportMetric(float64(writes)/float64(max(commits, 1)), "writes/commit")
 }
+
+// TestDataKeyFormat: the hand-built data key is what the original
+// fmt.Sprintf wrote, so existing stores keep their keys.
+func TestDataKeyFormat(t *testing.T) {
+	for _, n := range []int{0, 1, 9, 10, 123, 9999999999, 12345678901} { // versions are never negative
+		if got, want := dataKey("abc123", n), fmt.Sprintf("%s%s/%010d", dataPrefix, "abc123", n); got != want {
+			t.Errorf("dataKey(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
