@@ -143,8 +143,9 @@ func (c *Client) CancelRotation(ctx context.Context, name string) (*RotateResult
 
 // EmergencyReport says what an emergency rotation rotated and what failed.
 type EmergencyReport struct {
-	Prefix  string `json:"prefix"`
-	Rotated []struct {
+	Prefix     string   `json:"prefix"`
+	ReadableBy []string `json:"readable_by,omitempty"`
+	Rotated    []struct {
 		Name    string `json:"name"`
 		Version int    `json:"version"`
 	} `json:"rotated"`
@@ -159,8 +160,23 @@ type EmergencyReport struct {
 // EmergencyRotate rotates every secret under prefix that the token may
 // rotate, revoking previous credentials at once unless keepGrace.
 func (c *Client) EmergencyRotate(ctx context.Context, prefix string, keepGrace bool) (*EmergencyReport, error) {
+	return c.EmergencyRotation(ctx, EmergencyInput{Prefix: prefix, KeepGrace: keepGrace})
+}
+
+// EmergencyInput chooses the secrets an emergency rotation rotates.
+type EmergencyInput struct {
+	Prefix string `json:"prefix"`
+	// ReadableBy keeps only the secrets a token with these policies could
+	// read ("everything the payments service can read"); Prefix may then
+	// be empty.
+	ReadableBy []string `json:"readable_by,omitempty"`
+	KeepGrace  bool     `json:"keep_grace"`
+}
+
+// EmergencyRotation rotates every chosen secret the token may rotate.
+func (c *Client) EmergencyRotation(ctx context.Context, in EmergencyInput) (*EmergencyReport, error) {
 	var out EmergencyReport
-	return &out, c.do(ctx, "POST", "/v1/rotation/emergency", nil, map[string]any{"prefix": prefix, "keep_grace": keepGrace}, &out)
+	return &out, c.do(ctx, "POST", "/v1/rotation/emergency", nil, in, &out)
 }
 
 // RandomOptions shape a random password; the zero value is 32 characters

@@ -414,26 +414,31 @@ func (e *env) rotationPrefixes() *cobra.Command {
 
 func (e *env) rotationEmergency() *cobra.Command {
 	var (
-		prefix    string
-		keepGrace bool
+		prefix     string
+		readableBy []string
+		keepGrace  bool
 	)
 	cmd := &cobra.Command{
-		Use:   "emergency --prefix PREFIX",
-		Short: "Rotate every secret under a prefix now, for incident response, and report",
+		Use:   "emergency --prefix PREFIX | --readable-by POLICY",
+		Short: "Rotate every secret under a prefix, or readable by a policy, now, and report",
 		Long: `Rotate every secret under PREFIX that your token may rotate, now, revoking the
 previous values at once (they are presumed compromised; --keep-grace keeps each
-policy's grace window). Prints what rotated and what failed, and exits 1 if anything
-failed. Needs rotate on sys/rotation/emergency and on each secret.
+policy's grace window). With --readable-by, only (or, without --prefix, all) the
+secrets a token holding those policies could read: "rotate everything the payments
+service can read". A grant counts whatever its conditions (source address, hours,
+MFA). Prints what rotated and what failed, and exits 1 if anything failed. Needs
+rotate on sys/rotation/emergency and on each secret.
 
-  coffer rotate emergency --prefix payments/`,
+  coffer rotate emergency --prefix payments/
+  coffer rotate emergency --readable-by payments`,
 		Args: cobra.NoArgs,
 		RunE: e.clientCmd(func(cmd *cobra.Command, c *client.Client, args []string) error {
-			if prefix == "" {
-				return errors.New("give --prefix")
+			if prefix == "" && len(readableBy) == 0 {
+				return errors.New("give --prefix, --readable-by, or both")
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Minute)
 			defer cancel()
-			rep, err := c.EmergencyRotate(ctx, prefix, keepGrace)
+			rep, err := c.EmergencyRotation(ctx, client.EmergencyInput{Prefix: prefix, ReadableBy: readableBy, KeepGrace: keepGrace})
 			if err != nil {
 				return err
 			}
@@ -442,7 +447,14 @@ failed. Needs rotate on sys/rotation/emergency and on each secret.
 					return err
 				}
 			} else {
-				e.printf("Emergency rotation of %s: %d rotated, %d failed\n", rep.Prefix, len(rep.Rotated), len(rep.Failed))
+				what := rep.Prefix
+				if what == "" {
+					what = "every secret"
+				}
+				if len(rep.ReadableBy) > 0 {
+					what += " readable by " + strings.Join(rep.ReadableBy, ", ")
+				}
+				e.printf("Emergency rotation of %s: %d rotated, %d failed\n", what, len(rep.Rotated), len(rep.Failed))
 				for _, r := range rep.Rotated {
 					e.printf("  rotated  %s (version %d)\n", r.Name, r.Version)
 				}
@@ -463,6 +475,7 @@ failed. Needs rotate on sys/rotation/emergency and on each secret.
 		}),
 	}
 	cmd.Flags().StringVar(&prefix, "prefix", "", "rotate every secret under this prefix (e.g. payments/)")
+	cmd.Flags().StringSliceVar(&readableBy, "readable-by", nil, "only secrets a token with these policies could read")
 	cmd.Flags().BoolVar(&keepGrace, "keep-grace", false, "keep each policy's grace window instead of revoking at once")
 	return cmd
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/coffer-dev/coffer/internal/auth"
 	"github.com/coffer-dev/coffer/internal/rotation"
 )
 
@@ -203,6 +204,11 @@ func (a *API) rotateSecret(r *request) (any, error) {
 // EmergencyRequest is the body of POST /v1/rotation/emergency.
 type EmergencyRequest struct {
 	Prefix string `json:"prefix"`
+	// ReadableBy narrows the rotation to secrets that a token holding
+	// these policies can read ("rotate everything the payments service can
+	// read"); a grant is counted whatever its conditions, to rotate rather
+	// too much than too little.
+	ReadableBy []string `json:"readable_by,omitempty"`
 	// KeepGrace keeps each policy's grace window; by default previous
 	// credentials are revoked at once, since they are presumed compromised.
 	KeepGrace bool `json:"keep_grace,omitempty"`
@@ -217,11 +223,27 @@ func (a *API) emergencyRotation(r *request) (any, error) {
 	if err := decode(r, &in); err != nil {
 		return nil, err
 	}
-	if in.Prefix == "" {
-		return nil, badRequest("prefix is required (for everything, rotate each top-level prefix)")
+	if in.Prefix == "" && len(in.ReadableBy) == 0 {
+		return nil, badRequest("prefix is required, unless readable_by names policies (for everything, rotate each top-level prefix)")
+	}
+	if len(in.ReadableBy) > 32 {
+		return nil, badRequest("readable_by: at most 32 policies")
+	}
+	for _, p := range in.ReadableBy {
+		if _, err := a.core.Policies.Get(r.ctx, p); err != nil {
+			return nil, badRequest("readable_by: policy %q does not exist", p)
+		}
+	}
+	readable := func(string) bool { return true }
+	if len(in.ReadableBy) > 0 {
+		holder := &auth.Principal{Name: "readable-by", Policies: in.ReadableBy}
+		readable = func(name string) bool { return a.mayEverRead(r, holder, name) }
 	}
 	denied := 0
 	allow := func(name string) bool {
+		if !readable(name) {
+			return false // not chosen: neither rotated nor counted as denied
+		}
 		if a.authorize(r, "rotation.emergency", name, "rotate") == nil {
 			return true
 		}
@@ -235,5 +257,27 @@ func (a *API) emergencyRotation(r *request) (any, error) {
 		return nil, err
 	}
 	rep.Denied = denied
+	rep.ReadableBy = in.ReadableBy
 	return rep, nil
+}
+
+// mayEverRead reports whether holder's policies grant read on name under
+// some condition: now, or at another time, from another address, or with
+// MFA. An explicit deny that applies now rules it out.
+func (a *API) mayEverRead(r *request, holder *auth.Principal, name string) bool {
+	ex, err := a.core.Policies.Explain(r.ctx, holder, auth.Check{Op: "rotation.emergency", Path: name, Capability: "read"})
+	if err != nil {
+		return true // when in doubt, rotate
+	}
+	if ex.Allowed {
+		return true
+	}
+	granted := false
+	for _, m := range ex.Matches {
+		if m.Deny && m.ConditionMet {
+			return false
+		}
+		granted = granted || (m.Grants && !m.Deny)
+	}
+	return granted
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -130,6 +131,51 @@ path "sys/rotation/emergency" { capabilities = ["rotate"] }
 	}
 	if len(rep.Rotated) != 1 || rep.Rotated[0].Name != "team/a" || rep.Denied != 1 || len(rep.Failed) != 0 {
 		t.Fatalf("emergency report = %+v", rep)
+	}
+}
+
+// TestEmergencyReadableBy: "rotate everything the payments service can
+// read" picks the secrets the payments policy grants read on, wherever they
+// are, including grants that hold only from some addresses, and nothing else.
+func TestEmergencyReadableBy(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	for _, n := range []string{"pay/db", "pay/stripe", "shared/smtp", "orders/db"} {
+		h.c.PutText(ctx, n, "v")
+		if _, err := h.c.SetRotation(ctx, n, client.RotationPolicy{Rotator: "password"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pol := `
+path "pay/*" { capabilities = ["read"] }
+path "shared/smtp" {
+  capabilities = ["read"]
+  condition {
+    source_cidrs = ["10.0.0.0/8"]
+  }
+}
+path "pay/stripe" { capabilities = ["deny"] }
+`
+	if err := h.core.Policies.Put(ctx, "payments", pol, "test"); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := h.c.EmergencyRotation(ctx, client.EmergencyInput{ReadableBy: []string{"payments"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range rep.Rotated {
+		got = append(got, r.Name)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"pay/db", "shared/smtp"}) || len(rep.Failed) != 0 || rep.Denied != 0 {
+		t.Fatalf("rotated %v (report %+v), want pay/db and shared/smtp", got, rep)
+	}
+	if _, err := h.c.EmergencyRotation(ctx, client.EmergencyInput{ReadableBy: []string{"no-such-policy"}}); client.ErrorCode(err) != "invalid_request" {
+		t.Fatalf("unknown policy = %v", err)
+	}
+	if _, err := h.c.EmergencyRotation(ctx, client.EmergencyInput{}); client.ErrorCode(err) != "invalid_request" {
+		t.Fatalf("neither prefix nor policies = %v", err)
 	}
 }
 

@@ -833,9 +833,12 @@ const MaxEmergency = 1000
 
 // Report is the outcome of an emergency rotation.
 type Report struct {
-	Prefix  string    `json:"prefix"`
-	Rotated []Rotated `json:"rotated"`
-	Failed  []Failure `json:"failed"`
+	Prefix string `json:"prefix"`
+	// ReadableBy names the policies whose readable secrets were chosen,
+	// when the caller asked for that (set by the API).
+	ReadableBy []string  `json:"readable_by,omitempty"`
+	Rotated    []Rotated `json:"rotated"`
+	Failed     []Failure `json:"failed"`
 	// Denied counts secrets under the prefix the caller may not rotate
 	// (not named: the caller may not be allowed to know them).
 	Denied    int  `json:"denied"`
