@@ -38,6 +38,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/coffer-dev/coffer/internal/storage"
+	"github.com/coffer-dev/coffer/internal/storage/groupcommit"
 )
 
 // Notification channels. Payloads are JSON.
@@ -324,41 +325,13 @@ func (b *Backend) Update(ctx context.Context, fn func(storage.Tx) error) error {
 
 func (b *Backend) commitLoop() {
 	defer close(b.done)
-	batch := make([]*request, 0, maxBatch)
-	linger := time.NewTimer(time.Hour)
-	linger.Stop()
-	prev := 1 // size of the previous batch: how many writers are likely about
+	g := &groupcommit.Gatherer[*request]{Queue: b.queue, Max: maxBatch, Linger: maxLinger}
 	for {
-		select {
-		case r := <-b.queue:
-			batch = append(batch[:0], r)
-		case <-b.stop:
+		batch, ok := g.Next(b.stop)
+		if !ok {
 			b.failPending()
 			return
 		}
-		// As in the bolt backend: wait briefly for as many writers as the
-		// last batch held, so they share this commit. A lone writer never waits.
-		linger.Reset(maxLinger)
-	gather:
-		for len(batch) < maxBatch {
-			select {
-			case r := <-b.queue:
-				batch = append(batch, r)
-				continue
-			default:
-			}
-			if len(batch) >= prev {
-				break
-			}
-			select {
-			case r := <-b.queue:
-				batch = append(batch, r)
-			case <-linger.C:
-				break gather
-			}
-		}
-		linger.Stop()
-		prev = len(batch)
 		results, err := b.commitWithRetry(batch)
 		b.commits.Add(1)
 		b.writes.Add(uint64(len(batch)))
