@@ -976,18 +976,24 @@ func (s *Service) dropPool(name string) {
 	}
 }
 
-// Revoke implements lease.Revoker: it ends the user's sessions and removes
-// it. It succeeds if the user is already gone.
-func (s *Service) Revoke(ctx context.Context, l *lease.Lease) error {
+// leaseTarget decodes what a lease recorded and finds its connection.
+func (s *Service) leaseTarget(ctx context.Context, l *lease.Lease) (leaseData, *storedConn, dialect, error) {
 	var data leaseData
 	if err := json.Unmarshal(l.Data, &data); err != nil {
-		return fmt.Errorf("decode lease data: %w", err)
+		return data, nil, nil, fmt.Errorf("decode lease data: %w", err)
 	}
 	st, err := s.conn(ctx, data.DB)
 	if err != nil {
-		return fmt.Errorf("database connection %q: %w", data.DB, err)
+		return data, nil, nil, fmt.Errorf("database connection %q: %w", data.DB, err)
 	}
 	d, err := dialectFor(st.Plugin)
+	return data, st, d, err
+}
+
+// Revoke implements lease.Revoker: it ends the user's sessions and removes
+// it. It succeeds if the user is already gone.
+func (s *Service) Revoke(ctx context.Context, l *lease.Lease) error {
+	data, st, d, err := s.leaseTarget(ctx, l)
 	if err != nil {
 		return err
 	}
@@ -1013,15 +1019,7 @@ func (s *Service) Revoke(ctx context.Context, l *lease.Lease) error {
 // Renew implements lease.Renewer: it runs the renewal statements (for
 // PostgreSQL by default, ALTER ROLE ... VALID UNTIL the new expiry).
 func (s *Service) Renew(ctx context.Context, l *lease.Lease, expires time.Time) error {
-	var data leaseData
-	if err := json.Unmarshal(l.Data, &data); err != nil {
-		return fmt.Errorf("decode lease data: %w", err)
-	}
-	st, err := s.conn(ctx, data.DB)
-	if err != nil {
-		return fmt.Errorf("database connection %q: %w", data.DB, err)
-	}
-	d, err := dialectFor(st.Plugin)
+	data, st, d, err := s.leaseTarget(ctx, l)
 	if err != nil {
 		return err
 	}
