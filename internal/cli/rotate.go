@@ -401,13 +401,7 @@ func (e *env) rotationPrefixes() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if e.json {
-				return e.printJSON(ps)
-			}
-			for _, p := range ps {
-				e.printf("%s\n", p)
-			}
-			return nil
+			return e.printNames(ps)
 		}),
 	}
 }

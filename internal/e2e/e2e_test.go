@@ -87,25 +87,7 @@ storage "bolt" { path = %q }
 	return n
 }
 
-func (n *node) start() {
-	n.t.Helper()
-	n.log = &bytes.Buffer{}
-	n.cmd = exec.Command(binary, "server", "--config", n.config)
-	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
-	if err := n.cmd.Start(); err != nil {
-		n.t.Fatal(err)
-	}
-	n.t.Cleanup(func() { n.kill() })
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", n.addr, 100*time.Millisecond); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	n.t.Fatalf("server did not start listening on %s:\n%s", n.addr, n.log)
-}
+func (n *node) start() { n.startWith(nil) } // nil: the test's own environment
 
 func (n *node) stop() {
 	n.t.Helper()

@@ -407,7 +407,8 @@ func TestHA(t *testing.T) {
 	})
 }
 
-// startWith starts the server process with env and waits for its listener.
+// startWith starts the server process with env (nil: the test's own) and
+// waits for its listener.
 func (n *node) startWith(env []string) {
 	n.t.Helper()
 	n.log = &bytes.Buffer{}
