@@ -4,10 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/coffer-dev/coffer/internal/sqlquote"
 )
 
 // Plugins: the database kinds Coffer issues users on.
@@ -68,7 +69,11 @@ func dialectFor(plugin string) (dialect, error) {
 
 // errUnquotable is returned for values no quoting can make safe in every
 // server mode. Generated names and passwords never contain such bytes.
-var errUnquotable = errors.New("value contains a NUL byte or a backslash and cannot be quoted safely")
+var errUnquotable = sqlquote.ErrUnquotable
+
+// quoteLiteral quotes a string literal the same way for both dialects (see
+// sqlquote.Literal).
+func quoteLiteral(s string) (string, error) { return sqlquote.Literal(s) }
 
 // placeholders replaces {{username}} and {{password}} in a connection URL
 // with sentinels.

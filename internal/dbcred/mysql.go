@@ -35,12 +35,7 @@ func (mysqlDialect) quoteIdent(s string) (string, error) {
 // quoteLiteral quotes with single quotes doubled. Backslashes are refused:
 // they escape unless NO_BACKSLASH_ESCAPES is set, so no single quoting is
 // right in both modes.
-func (mysqlDialect) quoteLiteral(s string) (string, error) {
-	if strings.ContainsAny(s, "\x00\\") {
-		return "", errUnquotable
-	}
-	return "'" + strings.ReplaceAll(s, "'", "''") + "'", nil
-}
+func (mysqlDialect) quoteLiteral(s string) (string, error) { return quoteLiteral(s) }
 
 // retryable: deadlocks and lock wait timeouts.
 func (mysqlDialect) retryable(err error) bool {

@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/coffer-dev/coffer/internal/sqlquote"
 )
 
 // postgres is the PostgreSQL dialect.
@@ -33,12 +35,7 @@ func (postgres) quoteIdent(s string) (string, error) {
 // quoteLiteral quotes a standard string: single quotes doubled. Values with
 // a backslash are refused, since with standard_conforming_strings off a
 // backslash would escape.
-func (postgres) quoteLiteral(s string) (string, error) {
-	if strings.ContainsAny(s, "\x00\\") {
-		return "", errUnquotable
-	}
-	return "'" + strings.ReplaceAll(s, "'", "''") + "'", nil
-}
+func (postgres) quoteLiteral(s string) (string, error) { return quoteLiteral(s) }
 
 // retryable: serialization failures, deadlocks, and "tuple concurrently
 // updated" (XX000), which concurrent GRANT/REVOKE on one object raise.
@@ -212,7 +209,9 @@ func (p postgres) setPassword(ctx context.Context, db *sql.DB, user, password st
 	if err != nil {
 		return err
 	}
-	lit, err := p.quoteLiteral(password)
+	// The SCRAM verifier, not the password, so the new admin password never
+	// reaches the server's statement log.
+	lit, err := sqlquote.PostgresPassword(password)
 	if err != nil {
 		return err
 	}

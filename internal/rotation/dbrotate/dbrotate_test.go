@@ -486,17 +486,6 @@ func TestCheckOptions(t *testing.T) {
 	}
 }
 
-func TestScramVerifierShape(t *testing.T) {
-	v := scramVerifier("pencil")
-	parts := strings.Split(v, "$")
-	if len(parts) != 3 || parts[0] != "SCRAM-SHA-256" || !strings.HasPrefix(parts[1], "4096:") {
-		t.Fatalf("verifier %q", v)
-	}
-	if _, err := pgPassword("caf\u00e9"); err == nil {
-		t.Fatal("non-ASCII password accepted")
-	}
-}
-
 // TestPostgresAlternatingOnlyTouchesThePair: whoever may update the secret
 // controls its username, but the administrator connection changes the
 // passwords of the policy's two users only, and never of privileged roles.

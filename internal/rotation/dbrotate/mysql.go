@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/coffer-dev/coffer/internal/sqlquote"
 )
 
 type myDialect struct{}
@@ -51,18 +53,8 @@ func (myDialect) login(ctx context.Context, v *Value) (conn, error) {
 	return myConn{db}, nil
 }
 
-// myQuote quotes a string literal. Doubling quotes works whether or not
-// NO_BACKSLASH_ESCAPES is set; backslashes, whose meaning depends on it,
-// are refused (generated passwords never contain them).
-func myQuote(s string) (string, error) {
-	if strings.ContainsAny(s, "\\\x00") {
-		return "", fmt.Errorf("value contains a backslash or NUL")
-	}
-	return "'" + strings.ReplaceAll(s, "'", "''") + "'", nil
-}
-
 func (myDialect) setOwnPassword(ctx context.Context, c conn, pw string) error {
-	lit, err := myQuote(pw)
+	lit, err := sqlquote.Literal(pw)
 	if err != nil {
 		return err
 	}
@@ -114,16 +106,16 @@ func (myDialect) setPassword(ctx context.Context, c conn, user, pw string, mustE
 	if privileged {
 		return fmt.Errorf("user %s has SUPER, CREATE USER or GRANT OPTION: Coffer does not rotate administrators with the alternating strategy", user)
 	}
-	lit, err := myQuote(pw)
+	lit, err := sqlquote.Literal(pw)
 	if err != nil {
 		return err
 	}
-	u, err := myQuote(user)
+	u, err := sqlquote.Literal(user)
 	if err != nil {
 		return err
 	}
 	for _, h := range hosts {
-		hq, err := myQuote(h)
+		hq, err := sqlquote.Literal(h)
 		if err != nil {
 			return fmt.Errorf("user %s has an unusable host name", user)
 		}

@@ -2,11 +2,6 @@ package dbrotate
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/pbkdf2"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +9,8 @@ import (
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/coffer-dev/coffer/internal/sqlquote"
 )
 
 type pgDialect struct{}
@@ -63,7 +60,7 @@ func (pgDialect) login(ctx context.Context, v *Value) (conn, error) {
 }
 
 func (pgDialect) setOwnPassword(ctx context.Context, c conn, pw string) error {
-	lit, err := pgPassword(pw)
+	lit, err := sqlquote.PostgresPassword(pw)
 	if err != nil {
 		return err
 	}
@@ -92,45 +89,10 @@ func (pgDialect) setPassword(ctx context.Context, c conn, user, pw string, mustE
 	case privileged:
 		return fmt.Errorf("role %s is a superuser, has CREATEROLE, REPLICATION or BYPASSRLS, or is a member of a superuser role: Coffer does not rotate administrators with the alternating strategy", user)
 	}
-	lit, err := pgPassword(pw)
+	lit, err := sqlquote.PostgresPassword(pw)
 	if err != nil {
 		return err
 	}
 	_, err = pc.Exec(ctx, "ALTER ROLE "+pgx.Identifier{user}.Sanitize()+" WITH LOGIN PASSWORD "+lit)
 	return err
-}
-
-// pgPassword returns the SQL literal that sets pw: its SCRAM-SHA-256
-// verifier, computed here, so the password itself never reaches the server
-// (nor its statement log), and no quoting of it is needed.
-func pgPassword(pw string) (string, error) {
-	for i := 0; i < len(pw); i++ {
-		if pw[i] < 0x20 || pw[i] > 0x7e {
-			// SASLprep is the identity on printable ASCII only.
-			return "", fmt.Errorf("generated passwords for PostgreSQL must be printable ASCII")
-		}
-	}
-	return "'" + scramVerifier(pw) + "'", nil
-}
-
-// scramVerifier computes a PostgreSQL SCRAM-SHA-256 verifier (RFC 5802,
-// RFC 7677) with a random salt and 4096 iterations, PostgreSQL's default:
-// SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>.
-func scramVerifier(pw string) string {
-	const iterations = 4096
-	salt := make([]byte, 16)
-	_, _ = rand.Read(salt)
-	salted, err := pbkdf2.Key(sha256.New, pw, salt, iterations, sha256.Size)
-	if err != nil {
-		panic(err) // only for invalid parameters, which these are not
-	}
-	mac := func(key []byte, msg string) []byte {
-		h := hmac.New(sha256.New, key)
-		h.Write([]byte(msg))
-		return h.Sum(nil)
-	}
-	stored := sha256.Sum256(mac(salted, "Client Key"))
-	server := mac(salted, "Server Key")
-	b64 := base64.StdEncoding.EncodeToString
-	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s", iterations, b64(salt), b64(stored[:]), b64(server))
 }
