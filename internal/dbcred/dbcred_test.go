@@ -1360,3 +1360,44 @@ func TestMySQLURLQueryHonoured(t *testing.T) {
 		t.Errorf("mysql:// URL with tls=true against a server without a trusted certificate = %v, want a DBError", err)
 	}
 }
+
+// TestRotateRootPostgresPasswords: on a server that checks passwords, the
+// rotated admin password (sent as a SCRAM verifier) is the one that works,
+// and the old one is refused.
+func TestRotateRootPostgresPasswords(t *testing.T) {
+	ctx := context.Background()
+	adminURL, dbURL := testdb.PostgresWithPasswords(t)
+	su := open(t, "pgx", adminURL)
+	role := "coffer_scram_" + strings.ReplaceAll(time.Now().Format("150405.000000"), ".", "")
+	if _, err := su.ExecContext(ctx, `CREATE ROLE `+role+` WITH LOGIN CREATEROLE PASSWORD 'initial'`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { su.ExecContext(context.Background(), "DROP ROLE IF EXISTS "+role) })
+	u, _ := url.Parse(dbURL)
+	withUser := func(user, pw string) string {
+		v := *u
+		v.User = url.UserPassword(user, pw)
+		return v.String()
+	}
+	if err := canLoginNoTable(withUser(role, "initial")); err != nil {
+		t.Fatalf("initial password refused: %v", err)
+	}
+	f := newFixture(t)
+	pw := "initial"
+	tmpl := strings.Replace(withUser("USER", "PASS"), "USER:PASS", "{{username}}:{{password}}", 1)
+	if _, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "pg", Plugin: dbcred.PluginPostgres,
+		ConnectionURL: tmpl, Username: role, Password: &pw}); err != nil {
+		t.Fatalf("PutConnection: %v", err)
+	}
+	if err := f.svc.RotateRoot(ctx, "pg"); err != nil {
+		t.Fatalf("RotateRoot: %v", err)
+	}
+	if err := canLoginNoTable(withUser(role, "initial")); err == nil {
+		t.Error("the old admin password still works")
+	}
+	// Rewriting the connection without a password verifies with the stored (new) one.
+	if _, err := f.svc.PutConnection(ctx, dbcred.ConnInput{Name: "pg", Plugin: dbcred.PluginPostgres,
+		ConnectionURL: tmpl, Username: role}); err != nil {
+		t.Errorf("the rotated password does not work: %v", err)
+	}
+}
