@@ -79,6 +79,8 @@ type result struct {
 	HostBusyPct        float64 `json:"host_busy_pct"`       // machine CPU busy, all processes
 	OtherBusyPct       float64 `json:"other_busy_pct"`      // machine CPU used by neither server nor harness
 	Sent               int     `json:"sent"`                // all requests sent, warm-up included
+	// Audited Coffer steps: records per fsync of the audit log (group commit), warm-up included.
+	AuditRecordsPerSync float64 `json:"audit_records_per_sync,omitempty"`
 	// HA steps only: PostgreSQL commits and conflict retries over all nodes, warm-up included.
 	Commits float64 `json:"commits,omitempty"`
 	Retries float64 `json:"conflict_retries,omitempty"`

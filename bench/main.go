@@ -196,9 +196,14 @@ func runSteps(ctx context.Context, o options, rep *report, trivial, cof *proc, t
 	}
 	for _, t := range steps {
 		fmt.Fprintf(os.Stderr, "%-13s %4d conns ...\n", t.name, t.conns)
+		nodes := []*proc{t.server}
+		records, syncs := sumMetric(ctx, nodes, t.token, "coffer_audit_records_total"), sumMetric(ctx, nodes, t.token, "coffer_audit_syncs_total")
 		res, err := runLoad(ctx, t, o.warmup, o.duration)
 		if err != nil {
 			return err
+		}
+		if n := sumMetric(ctx, nodes, t.token, "coffer_audit_syncs_total") - syncs; n > 0 {
+			res.AuditRecordsPerSync = (sumMetric(ctx, nodes, t.token, "coffer_audit_records_total") - records) / n
 		}
 		rep.add(res)
 	}

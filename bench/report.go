@@ -200,8 +200,8 @@ func (r *report) printRatios(out io.Writer) {
 	for _, q := range r.Ratios {
 		on, off := r.find("coffer read", q.Conns), r.find("read, no audit", q.Conns)
 		if on != nil && off != nil {
-			fmt.Fprintf(out, "  %2d conns: %.0f/s vs %.0f/s = %.2fx throughput, CPU/req %.1f vs %.1f us\n", q.Conns,
-				on.RPS, off.RPS, div(on.RPS, off.RPS), on.ServerCPUPerReqUs, off.ServerCPUPerReqUs)
+			fmt.Fprintf(out, "  %2d conns: %.0f/s vs %.0f/s = %.2fx throughput, CPU/req %.1f vs %.1f us, %.1f records per audit fsync\n", q.Conns,
+				on.RPS, off.RPS, div(on.RPS, off.RPS), on.ServerCPUPerReqUs, off.ServerCPUPerReqUs, on.AuditRecordsPerSync)
 		}
 	}
 	fmt.Fprintf(out, "\nCoffer read ÷ trivial GET, same run:\n")

@@ -4,6 +4,8 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+
+	"github.com/coffer-dev/coffer/internal/benchcpu"
 )
 
 // BenchmarkAppendParallel measures durable appends from many goroutines,
@@ -27,6 +29,7 @@ func benchAppend(b *testing.B, parallel bool) {
 	b.ReportAllocs()
 	syncs := l.syncs.Load()
 	b.ResetTimer()
+	benchcpu.Report(b)
 	if parallel {
 		b.SetParallelism(16) // 32 goroutines on 2 cores, like 32 connections
 		b.RunParallel(func(pb *testing.PB) {

@@ -115,8 +115,9 @@ type Log struct {
 	stop chan struct{} // closed by Close to stop the writer
 	done chan struct{} // closed when the writer goroutine has exited
 
-	mu     sync.Mutex // guards queue and closed
+	mu     sync.Mutex // guards queue, wakeAt and closed
 	queue  []*pending // appends waiting for the writer, in arrival order
+	wakeAt int        // an Append that makes the queue this long signals wake
 	closed bool       // set by Close; later Appends fail with ErrClosed
 
 	healthMu  sync.Mutex // guards healthErr
@@ -191,6 +192,7 @@ func Open(opts Options) (*Log, error) {
 		keyID:  PublicKeyID(opts.SigningKey.Public().(ed25519.PublicKey)),
 		log:    opts.Logger,
 		wake:   make(chan struct{}, 1),
+		wakeAt: 1,
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 		unlock: unlock,
@@ -274,10 +276,13 @@ func (l *Log) Append(ctx context.Context, r *Record) error {
 		return ErrClosed
 	}
 	l.queue = append(l.queue, p)
+	signal := len(l.queue) >= l.wakeAt
 	l.mu.Unlock()
-	select {
-	case l.wake <- struct{}{}:
-	default: // the writer is already due to look at the queue
+	if signal {
+		select {
+		case l.wake <- struct{}{}:
+		default: // the writer is already due to look at the queue
+		}
 	}
 
 	select {

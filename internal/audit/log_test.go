@@ -530,3 +530,55 @@ func TestPublicKeyID(t *testing.T) {
 		t.Errorf("PublicKeyID = %q and %q, want distinct 16-digit ids", a, b)
 	}
 }
+
+// TestLingerEndsWithFewerAppends: after a large batch the writer lingers for
+// as many appends as that batch held; when fewer come, they are still
+// written, together, once the linger ends.
+func TestLingerEndsWithFewerAppends(t *testing.T) {
+	const n = 16
+	var armed atomic.Bool
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	opts := testOptions(t)
+	opts.beforeSync = func() {
+		if armed.CompareAndSwap(true, false) {
+			close(entered)
+			<-release
+		}
+	}
+	l := openLog(t, opts)
+	armed.Store(true)
+	var wg sync.WaitGroup
+	appendOne := func(i int) {
+		defer wg.Done()
+		if err := l.Append(context.Background(), request(i)); err != nil {
+			t.Errorf("Append(%d): %v", i, err)
+		}
+	}
+	wg.Add(1)
+	go appendOne(0)
+	<-entered
+	wg.Add(n - 1)
+	for i := 1; i < n; i++ {
+		go appendOne(i)
+	}
+	for l.queued() < n-1 {
+		runtime.Gosched()
+	}
+	close(release)
+	wg.Wait() // the writer now expects n-1 appends per batch
+
+	base := l.syncs.Load()
+	wg.Add(3)
+	for i := n; i < n+3; i++ {
+		go appendOne(i)
+	}
+	wg.Wait()
+	if got := l.syncs.Load() - base; got < 1 || got > 3 {
+		t.Errorf("3 appends took %d fsyncs", got)
+	}
+	closeLog(t, l)
+	if recs := readAll(t, opts.Dir); len(recs) != n+3+2 { // start, n+3 requests, closing checkpoint
+		t.Errorf("%d records on disk, want %d", len(recs), n+5)
+	}
+}

@@ -43,35 +43,40 @@ const maxLinger = 500 * time.Microsecond
 // linger waits, at most maxLinger, until as many Appends are queued as the
 // last batch held: callers whose records were just made durable are on
 // their way back with the next ones, and sharing this fsync is cheaper than
-// paying for another. A lone appender (prev 1) never waits. It sleeps
-// between arrivals (each Append signals wake) rather than polling, so a
-// lingering writer costs no CPU.
+// paying for another. A lone appender (prev 1) never waits. While it waits,
+// Appends signal wake only once the queue is that long (see wakeAt), so a
+// lingering writer costs neither CPU nor a wake-up per record.
 func (l *Log) linger(prev int) {
 	if prev <= 1 || maxLinger <= 0 {
 		return
 	}
-	var timer *time.Timer
-	for {
-		l.mu.Lock()
-		n := len(l.queue)
-		l.mu.Unlock()
-		if n >= prev {
-			break
-		}
-		if timer == nil {
-			timer = time.NewTimer(maxLinger)
-		}
+	l.mu.Lock()
+	ready := len(l.queue) >= prev
+	if !ready {
+		l.wakeAt = prev
+	}
+	l.mu.Unlock()
+	if ready {
+		return
+	}
+	timer := time.NewTimer(maxLinger)
+	for !ready {
 		select {
 		case <-l.wake:
-			continue
+			// A signal from before wakeAt was raised may still be here.
+			l.mu.Lock()
+			ready = len(l.queue) >= prev
+			l.mu.Unlock()
 		case <-timer.C:
+			ready = true
 		case <-l.stop:
+			ready = true
 		}
-		break
 	}
-	if timer != nil {
-		timer.Stop()
-	}
+	timer.Stop()
+	l.mu.Lock()
+	l.wakeAt = 1
+	l.mu.Unlock()
 }
 
 // take returns the queued Appends, reusing prev's array for the next queue.

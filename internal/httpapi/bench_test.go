@@ -8,7 +8,20 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/coffer-dev/coffer/internal/benchcpu"
 )
+
+// reportGroupCommit adds the audit records written per fsync to b's results.
+func reportGroupCommit(b *testing.B, h *harness) {
+	l := h.core.AuditLog()
+	recs, syncs := l.LastSeq(), l.Syncs()
+	b.Cleanup(func() {
+		if n := l.Syncs() - syncs; n > 0 {
+			b.ReportMetric(float64(l.LastSeq()-recs)/float64(n), "records/fsync")
+		}
+	})
+}
 
 // BenchmarkReadPath measures one authenticated secret read through the
 // whole in-process pipeline: token check, authorization, storage read,
@@ -21,6 +34,8 @@ func BenchmarkReadPath(b *testing.B) {
 	req := httptest.NewRequest("GET", "/v1/secrets/bench/secret", nil)
 	req.Header.Set("X-Coffer-Token", h.root)
 	b.ReportAllocs()
+	b.ResetTimer()
+	benchcpu.Report(b)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			w := httptest.NewRecorder()
@@ -43,6 +58,9 @@ func BenchmarkReadPathAudited(b *testing.B) {
 	req.Header.Set("X-Coffer-Token", h.root)
 	b.ReportAllocs()
 	b.SetParallelism(16)
+	b.ResetTimer()
+	benchcpu.Report(b)
+	reportGroupCommit(b, h)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			w := httptest.NewRecorder()
@@ -64,6 +82,9 @@ func BenchmarkWritePathAudited(b *testing.B) {
 	var n atomic.Int64
 	b.ReportAllocs()
 	b.SetParallelism(16)
+	b.ResetTimer()
+	benchcpu.Report(b)
+	reportGroupCommit(b, h)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			req := httptest.NewRequest("PUT", "/v1/secrets/bench/w"+strconv.FormatInt(n.Add(1), 10), strings.NewReader(body))
