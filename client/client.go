@@ -51,7 +51,14 @@ type Config struct {
 	// CacheTTL turns on a read cache for Get: a value is served from
 	// memory for up to CacheTTL after it was read. 0 disables it.
 	CacheTTL time.Duration
+
+	// UserAgent names the caller in the server's audit records; default
+	// DefaultUserAgent.
+	UserAgent string
 }
+
+// DefaultUserAgent is the User-Agent of a Client whose Config sets none.
+const DefaultUserAgent = "coffer-go-client"
 
 // Client talks to one Coffer server. It is safe for concurrent use.
 //
@@ -67,6 +74,7 @@ type Config struct {
 type Client struct {
 	base  *url.URL
 	token string
+	agent string // User-Agent
 	hc    *http.Client
 	retry retryPolicy
 
@@ -113,7 +121,11 @@ func New(cfg Config) (*Client, error) {
 		tr.TLSClientConfig = tlsCfg
 		hc = &http.Client{Timeout: cfg.Timeout, Transport: tr}
 	}
-	c := &Client{base: u, token: cfg.Token, hc: hc, retry: newRetryPolicy(cfg)}
+	agent := cfg.UserAgent
+	if agent == "" {
+		agent = DefaultUserAgent
+	}
+	c := &Client{base: u, token: cfg.Token, agent: agent, hc: hc, retry: newRetryPolicy(cfg)}
 	if cfg.CacheTTL > 0 {
 		c.cache = newCache(cfg.CacheTTL, maxCacheEntries)
 	}
@@ -210,6 +222,10 @@ func (c *Client) send(ctx context.Context, r call) error {
 		}
 		var ae *Error
 		if r.statusIsAnswer && errors.As(err, &ae) {
+			if ae.Code == "http_error" && r.out != nil {
+				// Not an error envelope: the body is the answer (health's 503).
+				_ = json.Unmarshal(res.raw, r.out)
+			}
 			return err
 		}
 		if attempt > c.retry.max || ctx.Err() != nil || !retryable(r.method, res, err) {
@@ -254,6 +270,7 @@ func (c *Client) attempt(ctx context.Context, method, u string, body []byte, has
 	if c.token != "" {
 		req.Header.Set("X-Coffer-Token", c.token)
 	}
+	req.Header.Set("User-Agent", c.agent)
 	resp, err := c.hc.Do(req)
 	res.sent = err == nil || connected.Load()
 	if err != nil {

@@ -22,6 +22,7 @@ type Health struct {
 	Initialized bool      `json:"initialized"`
 	Sealed      bool      `json:"sealed"`
 	StorageOK   bool      `json:"storage_ok"`
+	AuditOK     bool      `json:"audit_ok"` // the audit log can be written (true when audit is off)
 	Time        time.Time `json:"time"`
 	StatusCode  int       `json:"-"` // 200 active, 503 sealed or unhealthy, 501 not initialized
 }
@@ -34,7 +35,11 @@ func (c *Client) Health(ctx context.Context) (*Health, error) {
 	err := c.send(ctx, call{method: "GET", path: "/v1/sys/health", out: &h, statusIsAnswer: true})
 	var e *Error
 	if errors.As(err, &e) && (e.StatusCode == http.StatusServiceUnavailable || e.StatusCode == http.StatusNotImplemented) {
-		return &Health{StatusCode: e.StatusCode, Sealed: e.StatusCode == http.StatusServiceUnavailable}, nil
+		if h.Time.IsZero() { // no health body: say what the status alone says
+			h = Health{Sealed: e.StatusCode == http.StatusServiceUnavailable, StorageOK: true, AuditOK: true}
+		}
+		h.StatusCode = e.StatusCode
+		return &h, nil
 	}
 	if err != nil {
 		return nil, err

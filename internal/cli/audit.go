@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -139,7 +141,11 @@ an edited, deleted, reordered or spliced record, or a truncated tail. Give the f
 					return err
 				}
 			} else if rep.Problem == nil {
-				e.printf("OK: %d records (seq %d to %d), %d signed checkpoints, in %d files\n", rep.Records, rep.FirstSeq, rep.LastSeq, rep.Checkpoints, len(files))
+				e.printf("OK: %s (seq %d to %d), %s, in %s\n", plural(int(rep.Records), "record"), rep.FirstSeq, rep.LastSeq,
+					plural(rep.Checkpoints, "signed checkpoint"), plural(len(files), "file"))
+				if rep.Unsigned > 0 {
+					e.printf("unsigned: the last %s come after the last checkpoint; the chain holds them, but no signature covers them yet\n", plural(int(rep.Unsigned), "record"))
+				}
 			}
 			if rep.Problem != nil {
 				if !e.json {
@@ -158,11 +164,27 @@ an edited, deleted, reordered or spliced record, or a truncated tail. Give the f
 // filter selects records for tail and search.
 type filter struct {
 	identity, path, decision, op string
+	typ                          string // a record type, or "all"
 	since                        time.Time
 }
 
+// recordTypes are the values of --type.
+var recordTypes = []string{audit.TypeRequest, "intent", audit.TypeStart, audit.TypeCheckpoint, "probe", "all"}
+
+// check refuses filter values that could never match, which would
+// otherwise print nothing (or follow forever) without saying why.
+func (f *filter) check() error {
+	if f.decision != "" && !slices.Contains([]string{"allow", "deny", "unauthenticated"}, f.decision) {
+		return fmt.Errorf("--decision %q: want allow, deny or unauthenticated", f.decision)
+	}
+	if !slices.Contains(recordTypes, f.typ) {
+		return fmt.Errorf("--type %q: want one of %s", f.typ, strings.Join(recordTypes, ", "))
+	}
+	return nil
+}
+
 func (f *filter) match(r *audit.Record) bool {
-	if r.Type != audit.TypeRequest {
+	if f.typ != "all" && r.Type != f.typ {
 		return false
 	}
 	if f.identity != "" && (r.Identity == nil || !strings.Contains(r.Identity.Name, f.identity) && r.Identity.Accessor != f.identity && r.Identity.ID != f.identity) {
@@ -197,8 +219,12 @@ func (e *env) printRecord(r *audit.Record) {
 	if r.Policy != "" {
 		rule = fmt.Sprintf(" %s:%s", r.Policy, r.Rule)
 	}
-	e.printf("%s #%d %-16s %-22s %-28s %s %d%s %s\n", r.Time.Local().Format("2006-01-02 15:04:05"), r.Seq, orDash(r.Decision),
-		r.Op, orDash(r.Path), who, r.Status, rule, r.Source)
+	decision := orDash(r.Decision)
+	if r.Type != audit.TypeRequest {
+		decision = r.Type + " " + decision
+	}
+	e.printf("%s #%-6d %-16s %-22s %-28s %s %d%s %s %s\n", r.Time.Local().Format("2006-01-02 15:04:05"), r.Seq, decision,
+		orDash(r.Op), orDash(r.Path), who, r.Status, rule, orDash(r.Source), orDash(r.RequestID))
 }
 
 func (e *env) scan(dir string, after uint64, f *filter, each func(*audit.Record)) (uint64, error) {
@@ -228,6 +254,7 @@ func (e *env) filterFlags(cmd *cobra.Command, f *filter, since *string, dir *str
 	fl.StringVar(&f.identity, "identity", "", "identity name (substring), id or token accessor")
 	fl.StringVar(&f.path, "path", "", "path prefix")
 	fl.StringVar(&f.decision, "decision", "", "allow, deny or unauthenticated")
+	fl.StringVar(&f.typ, "type", audit.TypeRequest, "record type: request (outcomes), intent (changes about to be made), start, checkpoint, probe, or all")
 	fl.StringVar(&f.op, "op", "", "operation prefix, e.g. secret.")
 	fl.StringVar(since, "since", "", "only records newer than this duration (1h) or RFC 3339 time")
 }
@@ -261,6 +288,9 @@ func (e *env) auditTail() *cobra.Command {
 				return err
 			}
 			if f.since, err = parseSince(since); err != nil {
+				return err
+			}
+			if err := f.check(); err != nil {
 				return err
 			}
 			var last []*audit.Record
@@ -310,6 +340,9 @@ func (e *env) auditSearch() *cobra.Command {
 			if f.since, err = parseSince(since); err != nil {
 				return err
 			}
+			if err := f.check(); err != nil {
+				return err
+			}
 			n := 0
 			_, err = e.scan(d, 0, &f, func(r *audit.Record) {
 				if hmac != "" {
@@ -325,7 +358,7 @@ func (e *env) auditSearch() *cobra.Command {
 				e.printRecord(r)
 			})
 			if err == nil && !e.json {
-				fmt.Fprintf(e.stderr, "%d records\n", n)
+				fmt.Fprintf(e.stderr, "%s\n", plural(n, "record"))
 			}
 			return err
 		},
@@ -333,4 +366,12 @@ func (e *env) auditSearch() *cobra.Command {
 	e.filterFlags(cmd, &f, &since, &dir)
 	cmd.Flags().StringVar(&hmac, "hmac", "", "records holding this HMAC (from coffer audit hash VALUE)")
 	return cmd
+}
+
+// plural returns "1 record" or "n records".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }

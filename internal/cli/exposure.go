@@ -9,7 +9,7 @@ import (
 )
 
 func (e *env) exposureCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "exposure", Short: "Report and list leaked secret values (incident evidence, M6)"}
+	cmd := &cobra.Command{Use: "exposure", Short: "Report and list leaked secret values (incident evidence)"}
 	cmd.AddCommand(e.exposureReport(), e.exposureList())
 	return cmd
 }

@@ -80,7 +80,7 @@ commands need no COFFER_TOKEN. --no-store prints the token instead (with --json 
 				}
 				tok = l.Token
 			case "cert":
-				cc, err := client.New(client.Config{Address: c.Address(), CACertFile: e.caFile(), ClientCertFile: clientCert, ClientKeyFile: clientKey})
+				cc, err := client.New(client.Config{Address: c.Address(), CACertFile: e.caFile(), ClientCertFile: clientCert, ClientKeyFile: clientKey, UserAgent: "coffer-cli/" + Version})
 				if err != nil {
 					return err
 				}

@@ -141,7 +141,7 @@ func (e *env) client() (*client.Client, error) {
 	// A person at a terminal wants an answer, not 15 seconds of retries
 	// against a sealed server: the CLI does not retry (coffer run and the
 	// agent, which are long-running, set their own clients up).
-	return client.New(client.Config{Address: addr, Token: tok, CACertFile: ca, MaxRetries: -1})
+	return client.New(client.Config{Address: addr, Token: tok, CACertFile: ca, MaxRetries: -1, UserAgent: "coffer-cli/" + Version})
 }
 
 // tokenFile is where `coffer login` keeps the token.

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/coffer-dev/coffer/internal/audit"
@@ -116,9 +117,16 @@ func (c *Core) Audit(ctx context.Context, r *audit.Record) error {
 		return ErrAuditUnavailable
 	}
 	if err := st.log.Append(ctx, r); err != nil {
-		return fmt.Errorf("%w: %v", ErrAuditUnavailable, err)
+		return auditUnavailable(err)
 	}
 	return nil
+}
+
+// auditUnavailable wraps an error of the audit log in ErrAuditUnavailable,
+// without saying "audit log unavailable" twice when the log already did.
+func auditUnavailable(err error) error {
+	msg := strings.TrimPrefix(err.Error(), audit.ErrUnavailable.Error()+": ")
+	return fmt.Errorf("%w: %s", ErrAuditUnavailable, msg)
 }
 
 // AuditHealthy reports whether the audit log can take records (nil when
@@ -129,7 +137,7 @@ func (c *Core) AuditHealthy() error {
 		return nil
 	}
 	if err := st.log.Healthy(); err != nil {
-		return fmt.Errorf("%w: %v", ErrAuditUnavailable, err)
+		return auditUnavailable(err)
 	}
 	return nil
 }

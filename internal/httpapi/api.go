@@ -66,6 +66,20 @@ type route struct {
 	path            func(*request) string // policy path; nil: the {name} wildcard
 }
 
+// monitoring reports whether rt is one of the routes that report the
+// server's state to operators and orchestrators (health, liveness,
+// readiness, metrics). They change nothing and return no secret, and an
+// audit outage is exactly what they must be able to report, so they answer
+// even when their own audit record cannot be kept; the failed write is
+// counted (coffer_audit_write_failures_total) and logged.
+func (rt route) monitoring() bool {
+	switch rt.op.Name {
+	case "sys.health", "sys.live", "sys.ready", "sys.metrics":
+		return true
+	}
+	return false
+}
+
 type request struct {
 	*http.Request
 	ctx       context.Context
@@ -188,8 +202,12 @@ func (a *API) wrap(rt route) http.Handler {
 			status, _, _ = mapError(err)
 		}
 		if aerr := a.record(rt, req, status, err, time.Since(start)); aerr != nil {
-			a.log.Error("audit record failed; refusing the request", "request_id", id, "op", rt.op.Name, "error", aerr)
-			err, resp = aerr, response{}
+			if rt.monitoring() {
+				a.log.Warn("audit record failed; answering anyway, since this route reports the outage", "request_id", id, "op", rt.op.Name, "error", aerr)
+			} else {
+				a.log.Error("audit record failed; refusing the request", "request_id", id, "op", rt.op.Name, "error", aerr)
+				err, resp = aerr, response{}
+			}
 		}
 		if err != nil {
 			status = writeError(w, err, id)
@@ -238,8 +256,9 @@ func (a *API) serve(rt route, req *request) (response, error) {
 			return response{}, core.ErrSealed
 		}
 		// Fail closed before acting: an operation whose record cannot be
-		// kept is not performed.
-		if err := a.core.AuditReady(req.ctx); err != nil {
+		// kept is not performed. A monitoring route still probes, so that
+		// what it reports is current, but answers either way.
+		if err := a.core.AuditReady(req.ctx); err != nil && !rt.monitoring() {
 			return response{}, err
 		}
 		tok := requestToken(req.Request)

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -177,8 +178,25 @@ func TestAuditFailsClosedOnFullDisk(t *testing.T) {
 	if client.ErrorCode(err) != "audit_unavailable" {
 		t.Fatalf("read on a full audit disk = %v, want audit_unavailable", err)
 	}
-	if hl, _ := h.c.Health(ctx); hl.StatusCode != 503 {
-		t.Fatalf("health on a full audit disk = %+v, want 503", hl)
+	if hl, _ := h.c.Health(ctx); hl.StatusCode != 503 || hl.AuditOK || !hl.StorageOK || hl.Sealed {
+		t.Fatalf("health on a full audit disk = %+v, want 503 with audit_ok false", hl)
+	}
+	// Monitoring still answers, though its own record cannot be kept: the
+	// outage is what it has to report.
+	for _, path := range []string{"/v1/sys/health/live", "/v1/sys/metrics"} {
+		req, _ := http.NewRequest("GET", h.srv.URL+path, nil)
+		req.Header.Set("X-Coffer-Token", h.root)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Errorf("GET %s on a full audit disk = %d, want 200", path, res.StatusCode)
+		}
+	}
+	if res, err := http.Get(h.srv.URL + "/v1/sys/health/ready"); err != nil || res.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("ready on a full audit disk = %v, %v; want 503", res, err)
 	}
 	if h.core.AuditFailures() == 0 {
 		t.Fatal("audit failures not counted")
@@ -187,11 +205,12 @@ func TestAuditFailsClosedOnFullDisk(t *testing.T) {
 		t.Fatalf("write on a full audit disk = %v", err)
 	}
 	os.Remove(filler)
-	// Freeing space recovers without a restart: the next request probes the log.
+	// Freeing space recovers without a restart: the next request, health
+	// included, probes the log.
+	if hl, _ := h.c.Health(ctx); hl.StatusCode != 200 || !hl.AuditOK {
+		t.Fatalf("health after recovery = %+v", hl)
+	}
 	if s, err := h.c.Get(ctx, "a", client.Current()); err != nil || s.Text() != "v" {
 		t.Fatalf("read after recovery = %v, %v", s, err)
-	}
-	if hl, _ := h.c.Health(ctx); hl.StatusCode != 200 {
-		t.Fatalf("health after recovery = %+v", hl)
 	}
 }

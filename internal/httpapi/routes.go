@@ -49,7 +49,7 @@ func (a *API) coreRoutes() []route {
 func (a *API) health(r *request) (any, error) {
 	st, err := a.core.Status(r.ctx)
 	storageErr := a.core.HealthCheck(r.ctx)
-	auditErr := a.core.AuditHealthy()
+	auditErr := a.core.AuditReady(r.ctx) // probes a failed log, so recovery shows at once
 	body := map[string]any{
 		"initialized": st.Initialized,
 		"sealed":      st.Sealed,
@@ -83,7 +83,7 @@ func (a *API) ready(r *request) (any, error) {
 		"initialized": err == nil && st.Initialized,
 		"unsealed":    err == nil && !st.Sealed,
 		"storage_ok":  a.core.HealthCheck(r.ctx) == nil,
-		"audit_ok":    a.core.AuditHealthy() == nil,
+		"audit_ok":    a.core.AuditReady(r.ctx) == nil,
 	}
 	ready := true
 	for _, ok := range checks {

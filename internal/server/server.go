@@ -138,7 +138,7 @@ func New(opts Options) (*Server, error) {
 		}
 		s.sinks = append(s.sinks, r)
 		s.Metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "coffer_audit_sink_lag_records", Help: "Audit records written locally but not yet delivered to a sink (M7).",
+			Name: "coffer_audit_sink_lag_records", Help: "Audit records written locally but not yet delivered to a sink.",
 			ConstLabels: prometheus.Labels{"sink": name},
 		}, func() float64 {
 			if l := c.AuditLog(); l != nil && l.LastSeq() > r.Cursor() {

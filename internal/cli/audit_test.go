@@ -1,0 +1,108 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/coffer-dev/coffer/internal/audit"
+)
+
+// auditFixture writes an audit log as a server would: a first run that
+// closes with a signed checkpoint, then a second, still open, whose records
+// no checkpoint covers yet. It returns the directory and the public key file.
+func auditFixture(t *testing.T) (dir, keyFile string) {
+	t.Helper()
+	root := t.TempDir()
+	dir = filepath.Join(root, "audit")
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	ctx := context.Background()
+	rec := func(typ, decision, path string) *audit.Record {
+		return &audit.Record{Type: typ, RequestID: "req-" + path, Op: "secret.read", Path: path,
+			Identity: &audit.Identity{Name: "ci"}, Decision: decision, Status: 200, Source: "10.0.0.7"}
+	}
+	l, err := audit.Open(audit.Options{Dir: dir, SigningKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*audit.Record{rec("", "allow", "app/a"), rec("", "deny", "app/b"), rec("intent", "allow", "app/c")} {
+		if err := l.Append(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l, err = audit.Open(audit.Options{Dir: dir, SigningKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	if err := l.Append(ctx, rec("", "allow", "app/d")); err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(key.Public())
+	keyFile = filepath.Join(root, "audit-key.pem")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir, keyFile
+}
+
+func TestAuditSearchFilters(t *testing.T) {
+	dir, _ := auditFixture(t)
+	ctx := context.Background()
+	out, errOut, code := runMain(ctx, "audit", "search", "--dir", dir, "--decision", "deny")
+	if code != 0 || !strings.Contains(out, "app/b") || strings.Contains(out, "app/a") || !strings.Contains(errOut, "1 record\n") {
+		t.Errorf("search --decision deny: exit %d, out %q, err %q", code, out, errOut)
+	}
+	out, _, code = runMain(ctx, "audit", "search", "--dir", dir, "--type", "intent")
+	if code != 0 || !strings.Contains(out, "intent allow") || !strings.Contains(out, "app/c") || strings.Contains(out, "app/a") {
+		t.Errorf("search --type intent: exit %d, out %q", code, out)
+	}
+	out, _, code = runMain(ctx, "audit", "search", "--dir", dir)
+	if code != 0 || strings.Contains(out, "app/c") || !strings.Contains(out, "req-app/a") {
+		t.Errorf("search (outcomes only, with request ids): exit %d, out %q", code, out)
+	}
+	out, _, code = runMain(ctx, "audit", "search", "--dir", dir, "--type", "all")
+	if code != 0 || strings.Count(out, "\n") != 7 { // 2 starts, 3+1 records, 1 checkpoint
+		t.Errorf("search --type all: exit %d, out %q", code, out)
+	}
+	for _, bad := range [][]string{{"--decision", "DENY"}, {"--decision", "bogus"}, {"--type", "requests"}} {
+		for _, cmd := range []string{"search", "tail"} {
+			_, errOut, code := runMain(ctx, append([]string{"audit", cmd, "--dir", dir}, bad...)...)
+			if code == 0 || !strings.Contains(errOut, bad[0]) {
+				t.Errorf("audit %s %v: exit %d, stderr %q; want a refusal naming the flag", cmd, bad, code, errOut)
+			}
+		}
+	}
+}
+
+func TestAuditVerifyReportsUnsignedAndTampering(t *testing.T) {
+	dir, keyFile := auditFixture(t)
+	ctx := context.Background()
+	out, errOut, code := runMain(ctx, "audit", "verify", "--public-key", keyFile, "--dir", dir)
+	if code != 0 || !strings.Contains(out, "OK: 7 records (seq 1 to 7), 1 signed checkpoint, in 1 file\n") ||
+		!strings.Contains(out, "the last 2 records come after the last checkpoint") {
+		t.Fatalf("verify: exit %d, out %q, err %q", code, out, errOut)
+	}
+	files, err := audit.Files(dir)
+	if err != nil || len(files) != 1 {
+		t.Fatal(files, err)
+	}
+	b, _ := os.ReadFile(files[0])
+	tampered := bytes.Replace(b, []byte(`"app/b"`), []byte(`"app/x"`), 1)
+	if err := os.WriteFile(files[0], tampered, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, code = runMain(ctx, "audit", "verify", "--public-key", keyFile, "--dir", dir)
+	if code != 2 || !strings.Contains(out, "TAMPERED") || !strings.Contains(out, "seq 3") {
+		t.Fatalf("verify of an edited record: exit %d, out %q", code, out)
+	}
+}
