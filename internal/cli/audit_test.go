@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coffer-dev/coffer/client"
 	"github.com/coffer-dev/coffer/internal/audit"
 )
 
@@ -104,5 +105,18 @@ func TestAuditVerifyReportsUnsignedAndTampering(t *testing.T) {
 	out, _, code = runMain(ctx, "audit", "verify", "--public-key", keyFile, "--dir", dir)
 	if code != 2 || !strings.Contains(out, "TAMPERED") || !strings.Contains(out, "seq 3") {
 		t.Fatalf("verify of an edited record: exit %d, out %q", code, out)
+	}
+}
+
+// TestDescribeUnauthenticated: the CLI explains a missing or bad token, but
+// passes on what a refused login said about its credentials.
+func TestDescribeUnauthenticated(t *testing.T) {
+	tok := &client.Error{StatusCode: 401, Code: "unauthenticated", Message: "missing, invalid, expired or revoked token; set COFFER_TOKEN or run coffer login"}
+	if got := describeError(tok); !strings.Contains(got, "coffer login") {
+		t.Errorf("bad token described as %q", got)
+	}
+	login := &client.Error{StatusCode: 401, Code: "unauthenticated", Message: "invalid role_id or secret_id"}
+	if got := describeError(login); got != "invalid role_id or secret_id" {
+		t.Errorf("refused login described as %q", got)
 	}
 }

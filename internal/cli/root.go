@@ -102,6 +102,9 @@ func describeError(err error) string {
 		msg := ce.Message
 		switch ce.Code {
 		case "unauthenticated":
+			if !strings.HasPrefix(msg, "missing, invalid, expired or revoked token") {
+				break // a refused login says what was wrong with the credentials
+			}
 			msg = "not authenticated: the token is missing, invalid, expired or revoked; set COFFER_TOKEN or run `coffer login`"
 		case "sealed":
 			msg = "the server is sealed: run `coffer operator unseal` with enough unseal keys"

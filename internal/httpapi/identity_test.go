@@ -82,8 +82,15 @@ func TestAppRoleLogin(t *testing.T) {
 	}
 	// Two uses: the second login works, the third is refused.
 	h.do(t, "", "POST", "/v1/auth/approle/login", map[string]string{"role_id": rid.RoleID, "secret_id": sid.SecretID}, nil)
-	if s := h.do(t, "", "POST", "/v1/auth/approle/login", map[string]string{"role_id": rid.RoleID, "secret_id": sid.SecretID}, nil); s != 401 {
+	var refused struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	if s := h.do(t, "", "POST", "/v1/auth/approle/login", map[string]string{"role_id": rid.RoleID, "secret_id": sid.SecretID}, &refused); s != 401 {
 		t.Fatalf("third login = %d, want 401", s)
+	}
+	// The refusal speaks of the credentials, not of a token the caller never sent.
+	if refused.Error.Code != "unauthenticated" || refused.Error.Message != "invalid role_id or secret_id" {
+		t.Fatalf("third login refused with %+v", refused.Error)
 	}
 }
 
