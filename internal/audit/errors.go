@@ -50,10 +50,10 @@ func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt }
 
 // Problem names the first bad record found by Verify or a Reader.
 type Problem struct {
-	File string // path of the file holding the record
-	Line int    // 1-based line number in File
-	Seq  uint64 // the record's seq, or the seq expected there if unreadable
-	Msg  string
+	File string `json:"file"` // path of the file holding the record
+	Line int    `json:"line"` // 1-based line number in File
+	Seq  uint64 `json:"seq"`  // the record's seq, or the seq expected there if unreadable
+	Msg  string `json:"message"`
 }
 
 // String formats p as file:line: (seq N) msg.

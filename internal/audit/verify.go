@@ -13,15 +13,15 @@ import (
 
 // Report is the outcome of Verify.
 type Report struct {
-	Records     uint64 // records checked before the first problem (all if none)
-	FirstSeq    uint64 // seq of the first record, 1 unless retention removed older files
-	LastSeq     uint64 // seq of the last good record
-	Checkpoints int    // valid checkpoints
+	Records     uint64 `json:"records"`     // records checked before the first problem (all if none)
+	FirstSeq    uint64 `json:"first_seq"`   // seq of the first record, 1 unless retention removed older files
+	LastSeq     uint64 `json:"last_seq"`    // seq of the last good record
+	Checkpoints int    `json:"checkpoints"` // valid checkpoints
 	// Unsigned counts the good records after the last valid checkpoint. A
 	// log that was closed cleanly has none; see the package comment.
-	Unsigned uint64
+	Unsigned uint64 `json:"unsigned"`
 	// Problem names the first bad record; nil when everything checks.
-	Problem *Problem
+	Problem *Problem `json:"problem"`
 }
 
 // VerifyOptions configures VerifyWith.

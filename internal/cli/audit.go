@@ -44,14 +44,18 @@ func (e *env) auditDir(flag string) (string, error) {
 
 func (e *env) auditHash() *cobra.Command {
 	return &cobra.Command{
-		Use:   "hash VALUE|-",
+		Use:   "hash VALUE|-|@FILE",
 		Short: "Print the HMAC the audit log would hold for a value, to search for it",
-		Args:  cobra.ExactArgs(1),
+		Long: `Hash prints the HMAC the audit log would hold for a value. It takes the value as
+"coffer secret put" does, byte for byte: an argument, - for standard input, or @FILE,
+so a value written with "secret put NAME -" is found by "audit hash -" from the same input.`,
+		Args: cobra.ExactArgs(1),
 		RunE: e.clientCmd(func(cmd *cobra.Command, c *client.Client, args []string) error {
-			v, err := e.readSecretInput(args, "")
+			b, _, err := e.readValue(args[0])
 			if err != nil {
 				return err
 			}
+			v := string(b)
 			var out struct {
 				HMAC string `json:"hmac"`
 			}

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/pem"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,9 @@ import (
 
 	"github.com/coffer-dev/coffer/client"
 	"github.com/coffer-dev/coffer/internal/audit"
+	"github.com/coffer-dev/coffer/internal/core"
+	"github.com/coffer-dev/coffer/internal/httpapi"
+	"github.com/coffer-dev/coffer/internal/storage/mem"
 )
 
 // auditFixture writes an audit log as a server would: a first run that
@@ -118,5 +122,46 @@ func TestDescribeUnauthenticated(t *testing.T) {
 	login := &client.Error{StatusCode: 401, Code: "unauthenticated", Message: "invalid role_id or secret_id"}
 	if got := describeError(login); got != "invalid role_id or secret_id" {
 		t.Errorf("refused login described as %q", got)
+	}
+}
+
+// TestAuditHashFindsWhatPutStored: `audit hash -` reads its value as
+// `secret put NAME -` does, byte for byte, so the same input finds the write.
+func TestAuditHashFindsWhatPutStored(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "audit")
+	c := core.New(core.Config{Backend: mem.New(), Audit: core.AuditConfig{Dir: dir}})
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Core: c}))
+	t.Cleanup(srv.Close)
+	res, err := c.Init(ctx, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Unseal(ctx, res.Keys[0]); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Seal)
+	t.Setenv("COFFER_ADDR", srv.URL)
+	t.Setenv("COFFER_TOKEN", res.RootToken)
+	t.Setenv("COFFER_CACERT", "")
+	run := func(stdin string, args ...string) string {
+		t.Helper()
+		var out, errb bytes.Buffer
+		if code := Main(ctx, args, strings.NewReader(stdin), &out, &errb); code != 0 {
+			t.Fatalf("coffer %v: exit %d, %s", args, code, errb.String())
+		}
+		return out.String()
+	}
+	const value = "  s3cret with spaces\n"
+	run(value, "secret", "put", "app/pw", "-")
+	h := strings.TrimSpace(run(value, "audit", "hash", "-"))
+	if !strings.HasPrefix(h, "hmac-sha256:") {
+		t.Fatalf("audit hash printed %q", h)
+	}
+	if out := run("", "audit", "search", "--dir", dir, "--hmac", h); !strings.Contains(out, "secret.write") || !strings.Contains(out, "app/pw") {
+		t.Fatalf("search --hmac of the written value: %q", out)
+	}
+	if out := run("", "audit", "search", "--dir", dir, "--hmac", strings.TrimSpace(run("s3cret", "audit", "hash", "-"))); out != "" {
+		t.Fatalf("search --hmac of a different value found %q", out)
 	}
 }

@@ -131,8 +131,9 @@ Paste these lines to point the CLI at it:
 
   export COFFER_ADDR=%s
   export COFFER_TOKEN=%s
+  export COFFER_AUDIT_DIR=%s
 
-`, where, srv.URL(), root, auditDir, srv.URL(), root)
+`, where, srv.URL(), root, auditDir, srv.URL(), root, auditDir)
 	<-ctx.Done()
 	return shutdown(srv, log)
 }
