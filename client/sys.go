@@ -35,8 +35,10 @@ func (c *Client) Health(ctx context.Context) (*Health, error) {
 	err := c.send(ctx, call{method: "GET", path: "/v1/sys/health", out: &h, statusIsAnswer: true})
 	var e *Error
 	if errors.As(err, &e) && (e.StatusCode == http.StatusServiceUnavailable || e.StatusCode == http.StatusNotImplemented) {
-		if h.Time.IsZero() { // no health body: say what the status alone says
-			h = Health{Sealed: e.StatusCode == http.StatusServiceUnavailable, StorageOK: true, AuditOK: true}
+		if h.Time.IsZero() {
+			// No health body (an older server, or a proxy): say only what
+			// the error tells; what it does not tell stays false.
+			h = Health{Sealed: e.Code == "sealed"}
 		}
 		h.StatusCode = e.StatusCode
 		return &h, nil

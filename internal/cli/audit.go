@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/json"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -43,29 +45,46 @@ func (e *env) auditDir(flag string) (string, error) {
 }
 
 func (e *env) auditHash() *cobra.Command {
-	return &cobra.Command{
+	var typ string
+	cmd := &cobra.Command{
 		Use:   "hash VALUE|-|@FILE",
 		Short: "Print the HMAC the audit log would hold for a value, to search for it",
 		Long: `Hash prints the HMAC the audit log would hold for a value. It takes the value as
-"coffer secret put" does, byte for byte: an argument, - for standard input, or @FILE,
-so a value written with "secret put NAME -" is found by "audit hash -" from the same input.`,
+"coffer secret put" does: an argument, - for standard input, or @FILE, byte for byte, with
+the same --type (a JSON value is hashed in the compact form the server stores). So a value
+written with "secret put NAME -" is found by "audit hash -" given the same input.`,
 		Args: cobra.ExactArgs(1),
 		RunE: e.clientCmd(func(cmd *cobra.Command, c *client.Client, args []string) error {
-			b, _, err := e.readValue(args[0])
+			b, fromInput, err := e.readValue(args[0])
 			if err != nil {
 				return err
 			}
-			v := string(b)
+			in := map[string]any{"input": string(b)}
+			switch {
+			case typ == "json":
+				var buf bytes.Buffer
+				if err := json.Compact(&buf, b); err != nil {
+					return errors.New("value is not valid JSON (--type json)")
+				}
+				in["input"] = buf.String()
+			case typ == "binary", typ == "" && fromInput && !utf8.Valid(b):
+				in = map[string]any{"input_base64": b}
+			case typ == "", typ == "text":
+			default:
+				return fmt.Errorf("--type %q: want text, json or binary", typ)
+			}
 			var out struct {
 				HMAC string `json:"hmac"`
 			}
-			if err := c.Do(cmd.Context(), "POST", "/v1/sys/audit/hash", map[string]string{"input": v}, &out); err != nil {
+			if err := c.Do(cmd.Context(), "POST", "/v1/sys/audit/hash", in, &out); err != nil {
 				return err
 			}
 			e.printf("%s\n", out.HMAC)
 			return nil
 		}),
 	}
+	cmd.Flags().StringVar(&typ, "type", "", "text, json or binary, as given to secret put (default text; binary for non-UTF-8 input)")
+	return cmd
 }
 
 func (e *env) auditPublicKey() *cobra.Command {

@@ -164,4 +164,20 @@ func TestAuditHashFindsWhatPutStored(t *testing.T) {
 	if out := run("", "audit", "search", "--dir", dir, "--hmac", strings.TrimSpace(run("s3cret", "audit", "hash", "-"))); out != "" {
 		t.Fatalf("search --hmac of a different value found %q", out)
 	}
+	// Binary and JSON values are hashed as the server stores them.
+	for _, c := range []struct{ name, value, typ string }{
+		{"app/key", "\xff\xfe\x00bin", ""},
+		{"app/conf", "{ \"user\": \"app\",\n  \"port\": 5432 }\n", "json"},
+	} {
+		args := []string{"secret", "put", c.name, "-"}
+		hash := []string{"audit", "hash", "-"}
+		if c.typ != "" {
+			args, hash = append(args, "--type", c.typ), append(hash, "--type", c.typ)
+		}
+		run(c.value, args...)
+		h := strings.TrimSpace(run(c.value, hash...))
+		if out := run("", "audit", "search", "--dir", dir, "--hmac", h); !strings.Contains(out, c.name) {
+			t.Errorf("search --hmac of %s's value: %q", c.name, out)
+		}
+	}
 }

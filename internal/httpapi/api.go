@@ -68,10 +68,13 @@ type route struct {
 
 // monitoring reports whether rt is one of the routes that report the
 // server's state to operators and orchestrators (health, liveness,
-// readiness, metrics). They change nothing and return no secret, and an
-// audit outage is exactly what they must be able to report, so they answer
-// even when their own audit record cannot be kept; the failed write is
-// counted (coffer_audit_write_failures_total) and logged.
+// readiness, metrics). Served without a token they change nothing and
+// return no secret, and an audit outage is exactly what they must be able
+// to report, so they answer even when their own audit record cannot be
+// kept; the failed write is counted (coffer_audit_write_failures_total) and
+// logged. A request that presented a token is never answered without its
+// record: authenticating changes state (a limited-use token is used up)
+// and its answer tells whether the token is valid.
 func (rt route) monitoring() bool {
 	switch rt.op.Name {
 	case "sys.health", "sys.live", "sys.ready", "sys.metrics":
@@ -202,7 +205,7 @@ func (a *API) wrap(rt route) http.Handler {
 			status, _, _ = mapError(err)
 		}
 		if aerr := a.record(rt, req, status, err, time.Since(start)); aerr != nil {
-			if rt.monitoring() {
+			if rt.monitoring() && req.principal == nil {
 				a.log.Warn("audit record failed; answering anyway, since this route reports the outage", "request_id", id, "op", rt.op.Name, "error", aerr)
 			} else {
 				a.log.Error("audit record failed; refusing the request", "request_id", id, "op", rt.op.Name, "error", aerr)
@@ -256,9 +259,8 @@ func (a *API) serve(rt route, req *request) (response, error) {
 			return response{}, core.ErrSealed
 		}
 		// Fail closed before acting: an operation whose record cannot be
-		// kept is not performed. A monitoring route still probes, so that
-		// what it reports is current, but answers either way.
-		if err := a.core.AuditReady(req.ctx); err != nil && !rt.monitoring() {
+		// kept is not performed.
+		if err := a.core.AuditReady(req.ctx); err != nil {
 			return response{}, err
 		}
 		tok := requestToken(req.Request)

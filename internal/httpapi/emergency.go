@@ -118,10 +118,17 @@ func (a *API) metricsRoutes() []route {
 // holding it.
 func (a *API) auditHash(r *request) (any, error) {
 	var in struct {
-		Input string `json:"input"`
+		Input       string `json:"input"`
+		InputBase64 []byte `json:"input_base64"` // for a value that is not UTF-8 text
 	}
 	if err := decode(r, &in); err != nil {
 		return nil, err
+	}
+	if in.InputBase64 != nil {
+		if in.Input != "" {
+			return nil, badRequest("give input or input_base64, not both")
+		}
+		in.Input = string(in.InputBase64)
 	}
 	h, err := a.core.AuditHMAC(in.Input)
 	if err != nil {
@@ -160,6 +167,10 @@ func (a *API) servePublicMetrics(r *request) (any, error) {
 			tok := requestToken(r.Request)
 			if tok == "" {
 				return nil, fmt.Errorf("%w: metrics are served without a token only to telemetry metrics_allowed_cidrs; send a token with read on sys/metrics", auth.ErrForbidden)
+			}
+			// As on every authenticated route: no token is used without its record.
+			if err := a.core.AuditReady(r.ctx); err != nil {
+				return nil, err
 			}
 			p, err := a.core.Authenticate(r.ctx, tok)
 			if err != nil {
