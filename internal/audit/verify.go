@@ -38,6 +38,16 @@ type VerifyOptions struct {
 	// right after a checkpoint.
 	ExpectLastSeq uint64
 
+	// MinLastSeq, if not zero, is a seq the log is known to have reached
+	// while it may have grown since (noted from a sink or a metric while
+	// the server runs): a log ending before it had its tail cut.
+	MinLastSeq uint64
+
+	// FirstSeq, if not zero, is the seq the log must start at: 1 for a log
+	// whose files retention never removed. A later first seq then means
+	// the oldest files were deleted.
+	FirstSeq uint64
+
 	// RequireSignedTail makes records after the last checkpoint a problem,
 	// naming the first of them. Use it for a log whose writer was closed
 	// cleanly.
@@ -108,6 +118,12 @@ func VerifyWith(files []string, opts VerifyOptions) (*Report, error) {
 			msg = fmt.Sprintf("log ends at seq %d, past the expected seq %d", rep.LastSeq, opts.ExpectLastSeq)
 		}
 		rep.Problem = &Problem{File: v.lastFile, Line: v.lastLine + 1, Seq: rep.LastSeq + 1, Msg: msg}
+	case opts.MinLastSeq != 0 && rep.LastSeq < opts.MinLastSeq:
+		rep.Problem = &Problem{File: v.lastFile, Line: v.lastLine + 1, Seq: rep.LastSeq + 1,
+			Msg: fmt.Sprintf("log ends at seq %d, but it had reached seq %d: the tail was cut", rep.LastSeq, opts.MinLastSeq)}
+	case opts.FirstSeq != 0 && rep.Records > 0 && rep.FirstSeq != opts.FirstSeq:
+		rep.Problem = &Problem{File: v.firstFile, Line: 1, Seq: rep.FirstSeq,
+			Msg: fmt.Sprintf("log starts at seq %d, not %d: the files holding the records before it are missing", rep.FirstSeq, opts.FirstSeq)}
 	case opts.RequireSignedTail && rep.Unsigned > 0:
 		p := v.unsignedAt
 		p.Msg = fmt.Sprintf("%d record(s) from here to the end are not covered by a checkpoint: the log was not closed cleanly, or its tail was cut", rep.Unsigned)
@@ -123,6 +139,7 @@ type verifier struct {
 	have       bool    // prevHash holds the last record's hash
 	prevHash   string  // hash of the last good record
 	unsignedAt Problem // where the unsigned tail starts (valid if rep.Unsigned > 0)
+	firstFile  string  // file of the first record
 	lastFile   string  // file and line of the last good record
 	lastLine   int
 }
@@ -198,7 +215,7 @@ func (v *verifier) record(line []byte, checkName bool, nameSeq uint64, path stri
 		v.rep.Unsigned++
 	}
 	if !v.have {
-		v.rep.FirstSeq = rec.Seq
+		v.rep.FirstSeq, v.firstFile = rec.Seq, path
 	}
 	v.have, v.prevHash = true, rec.Hash
 	v.rep.Records++

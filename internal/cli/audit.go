@@ -131,6 +131,7 @@ func readPublicKey(path string) (ed25519.PublicKey, error) {
 
 func (e *env) auditVerify() *cobra.Command {
 	var keyFile, dir string
+	var opts audit.VerifyOptions
 	cmd := &cobra.Command{
 		Use:   "verify [FILE...] --public-key KEY.pem",
 		Short: "Check the hash chain and signed checkpoints; name the first bad record",
@@ -155,7 +156,8 @@ an edited, deleted, reordered or spliced record, or a truncated tail. Give the f
 					return err
 				}
 			}
-			rep, err := audit.Verify(files, pub)
+			opts.Keys = []ed25519.PublicKey{pub}
+			rep, err := audit.VerifyWith(files, opts)
 			if err != nil {
 				return err
 			}
@@ -181,6 +183,9 @@ an edited, deleted, reordered or spliced record, or a truncated tail. Give the f
 	}
 	cmd.Flags().StringVar(&keyFile, "public-key", "", "PEM file from coffer audit public-key")
 	cmd.Flags().StringVar(&dir, "dir", "", "audit directory (default $COFFER_AUDIT_DIR)")
+	cmd.Flags().Uint64Var(&opts.MinLastSeq, "min-last-seq", 0, "a seq the log is known to have reached (from a SIEM or a metric): ending before it means the tail was cut")
+	cmd.Flags().Uint64Var(&opts.FirstSeq, "first-seq", 0, "the seq the log must start at (1 if retention never removed a file): a later start means files were deleted")
+	cmd.Flags().BoolVar(&opts.RequireSignedTail, "require-signed", false, "treat records after the last checkpoint as a problem (for a log whose server was stopped cleanly)")
 	return cmd
 }
 

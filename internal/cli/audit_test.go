@@ -97,6 +97,24 @@ func TestAuditVerifyReportsUnsignedAndTampering(t *testing.T) {
 		!strings.Contains(out, "the last 2 records come after the last checkpoint") {
 		t.Fatalf("verify: exit %d, out %q, err %q", code, out, errOut)
 	}
+	// What verify cannot see alone, it checks when told: where the log
+	// must start, a seq it reached, and that every record is signed.
+	for _, c := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--min-last-seq", "9"}, "it had reached seq 9: the tail was cut"},
+		{[]string{"--first-seq", "2"}, "log starts at seq 1, not 2"},
+		{[]string{"--require-signed"}, "not covered by a checkpoint"},
+	} {
+		out, _, code := runMain(ctx, append([]string{"audit", "verify", "--public-key", keyFile, "--dir", dir}, c.flags...)...)
+		if code != 2 || !strings.Contains(out, c.want) {
+			t.Errorf("verify %v: exit %d, out %q; want exit 2 and %q", c.flags, code, out, c.want)
+		}
+	}
+	if out, _, code := runMain(ctx, "audit", "verify", "--public-key", keyFile, "--dir", dir, "--min-last-seq", "5", "--first-seq", "1"); code != 0 {
+		t.Errorf("verify --min-last-seq 5 --first-seq 1: exit %d, out %q", code, out)
+	}
 	files, err := audit.Files(dir)
 	if err != nil || len(files) != 1 {
 		t.Fatal(files, err)
