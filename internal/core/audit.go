@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coffer-dev/coffer/internal/audit"
 	"github.com/coffer-dev/coffer/internal/auth"
@@ -217,8 +218,24 @@ type RequestRecord struct {
 // outcome record fails after it committed is still on record.
 const TypeIntent = "intent"
 
-// maxUserAgent bounds the user agent kept in a record.
-const maxUserAgent = 256
+// maxUserAgent and maxRecordPath bound what a caller's input can make a
+// record hold: a record that outgrew audit.MaxRecordBytes could not be
+// written, and the request would be refused as if the log were down.
+const (
+	maxUserAgent  = 256
+	maxRecordPath = 1024 // secret names are at most 512 bytes; longer paths are refused anyway
+)
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
 
 // RecordRequest writes the audit record of a request; every wire adapter
 // calls it before answering. A non-nil error means the record could not be
@@ -245,8 +262,9 @@ func (c *Core) RecordRequest(ctx context.Context, in RequestRecord) error {
 		Source: in.Source.String(), UserAgent: in.UserAgent, Status: in.Status, LatencyUS: in.Elapsed.Microseconds(),
 		Error: in.ErrCode,
 	}
-	if len(rec.UserAgent) > maxUserAgent {
-		rec.UserAgent = rec.UserAgent[:maxUserAgent]
+	rec.UserAgent = truncateUTF8(rec.UserAgent, maxUserAgent)
+	if len(rec.Path) > maxRecordPath {
+		rec.Path = truncateUTF8(rec.Path, maxRecordPath) + "...(truncated)"
 	}
 	if p := in.Principal; p != nil {
 		rec.Identity = &audit.Identity{Name: p.Name, ID: p.IdentityID, Method: p.Method, Accessor: p.Accessor,
@@ -257,6 +275,9 @@ func (c *Core) RecordRequest(ctx context.Context, in RequestRecord) error {
 		rec.Decision = "unauthenticated"
 	case errors.Is(in.Err, auth.ErrForbidden):
 		rec.Decision = "deny"
+	case typ == TypeIntent && in.Decision == nil:
+		// Written before the operation made its authorization decision
+		// (an adapter that authorizes inside the operation): not decided yet.
 	case !in.Public && in.Principal != nil:
 		rec.Decision = "allow"
 	}
