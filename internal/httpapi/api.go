@@ -132,6 +132,7 @@ type API struct {
 	authz   Authorizer
 	log     *slog.Logger
 	mux     *http.ServeMux
+	badPath http.Handler // answers paths with empty, . or .. segments
 	routes  []route
 }
 
@@ -152,11 +153,25 @@ func New(cfg Config) *API {
 	for _, rt := range a.routes {
 		a.mux.Handle(rt.method+" "+rt.pattern, a.wrap(rt))
 	}
-	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, errNoRoute, "")
-	})
+	// A path no route serves, and a path with empty, "." or ".." segments,
+	// are answered through the same pipeline, so that probing is on record.
+	a.mux.Handle("/", a.wrap(route{"", "/", Op{opNoRoute, ""}, public,
+		func(*request) (any, error) { return nil, errNoRoute }, requestPath}))
+	a.badPath = a.wrap(route{"", "", Op{opBadPath, ""}, public,
+		func(*request) (any, error) {
+			return nil, badRequest("name: path must not contain empty, . or .. segments")
+		}, requestPath})
 	return a
 }
+
+// Operation names of the two pseudo-routes above.
+const (
+	opNoRoute = "unknown.route"
+	opBadPath = "bad.path"
+)
+
+// requestPath is the policy path of the routes above: the URL path as sent.
+func requestPath(r *request) string { return r.URL.Path }
 
 // ServeHTTP implements http.Handler. Paths with empty, "." or ".."
 // segments are refused rather than cleaned and redirected, so that what a
@@ -164,7 +179,7 @@ func New(cfg Config) *API {
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p := r.URL.Path; strings.Contains(p, "//") || strings.Contains(p, "/./") || strings.Contains(p, "/../") ||
 		strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..") {
-		writeError(w, badRequest("name: path must not contain empty, . or .. segments"), "")
+		a.badPath.ServeHTTP(w, r)
 		return
 	}
 	a.mux.ServeHTTP(w, r)
@@ -281,8 +296,15 @@ func (a *API) serve(rt route, req *request) (response, error) {
 			}
 		}
 	}
-	if rt.access == authenticated && req.Method != http.MethodGet && req.Method != http.MethodHead {
-		// A change is on record before it is made.
+	if req.Method != http.MethodGet && req.Method != http.MethodHead && rt.op.Name != opNoRoute && rt.op.Name != opBadPath {
+		// A change is on record before it is made, also on the public
+		// routes that change state (logins use up secret_ids and mint
+		// tokens; generate-root, unseal and init).
+		if rt.access == public {
+			if err := a.core.AuditReady(req.ctx); err != nil {
+				return response{}, err
+			}
+		}
 		if err := a.core.RecordRequest(req.ctx, core.RequestRecord{Type: core.TypeIntent, ID: req.id, Op: rt.op.Name,
 			Path: rt.policyPath(req), Principal: req.principal, Source: sourceAddr(req.Request),
 			UserAgent: req.UserAgent(), Decision: req.decision}); err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -148,29 +149,13 @@ func TestAuditRecordsEveryRequest(t *testing.T) {
 // fills it, and expects requests to be refused with 503 and health to turn
 // unhealthy; freeing space recovers without a restart.
 func TestAuditFailsClosedOnFullDisk(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "tmpfs")
-	os.MkdirAll(dir, 0o700)
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", dir).CombinedOutput(); err != nil {
-		if os.Getenv("COFFER_REQUIRE_TMPFS") != "" {
-			t.Fatalf("mount tmpfs: %v %s", err, out)
-		}
-		t.Skipf("cannot mount a tmpfs here (needs root): %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	dir := tinyTmpfs(t)
 	h := newAuditHarness(t, filepath.Join(dir, "audit"))
 	ctx := context.Background()
 	if _, err := h.c.PutText(ctx, "a", "v"); err != nil {
 		t.Fatal(err)
 	}
-	filler := filepath.Join(dir, "filler")
-	f, _ := os.Create(filler)
-	buf := make([]byte, 4096)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			break
-		}
-	}
-	f.Close()
+	free := fillDisk(t, dir)
 	var err error
 	for i := 0; i < 200 && err == nil; i++ { // until the log's own buffer space is used up
 		_, err = h.c.Get(ctx, "a", client.Current())
@@ -201,7 +186,7 @@ func TestAuditFailsClosedOnFullDisk(t *testing.T) {
 	if _, err := h.c.PutText(ctx, "b", "v"); client.ErrorCode(err) != "audit_unavailable" {
 		t.Fatalf("write on a full audit disk = %v", err)
 	}
-	os.Remove(filler)
+	free()
 	// Freeing space recovers without a restart: the next request, health
 	// included, probes the log.
 	if hl, _ := h.c.Health(ctx); hl.StatusCode != 200 || !hl.AuditOK {
@@ -209,5 +194,93 @@ func TestAuditFailsClosedOnFullDisk(t *testing.T) {
 	}
 	if s, err := h.c.Get(ctx, "a", client.Current()); err != nil || s.Text() != "v" {
 		t.Fatalf("read after recovery = %v, %v", s, err)
+	}
+}
+
+// tinyTmpfs mounts a 256 KiB tmpfs for the test (root only: skipped
+// elsewhere, unless COFFER_REQUIRE_TMPFS says it must run).
+func tinyTmpfs(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "tmpfs")
+	os.MkdirAll(dir, 0o700)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", dir).CombinedOutput(); err != nil {
+		if os.Getenv("COFFER_REQUIRE_TMPFS") != "" {
+			t.Fatalf("mount tmpfs: %v %s", err, out)
+		}
+		t.Skipf("cannot mount a tmpfs here (needs root): %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
+// fillDisk fills the file system of dir and returns a func that frees it.
+func fillDisk(t *testing.T, dir string) (free func()) {
+	t.Helper()
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
+	}
+	f.Close()
+	return func() { os.Remove(filler) }
+}
+
+// TestLoginFailsClosedOnFullDisk: a login uses up a secret_id and mints a
+// token, so while the audit log cannot be written it is refused before it
+// acts; the single-use secret_id still works once the log recovers. Probes
+// of unknown paths are on record too.
+func TestLoginFailsClosedOnFullDisk(t *testing.T) {
+	dir := tinyTmpfs(t)
+	auditDir := filepath.Join(dir, "audit")
+	h := newAuditHarness(t, auditDir)
+	if s := h.do(t, h.root, "PUT", "/v1/auth/approle/role/app", map[string]any{"token_policies": []string{"default"}, "secret_id_num_uses": 1}, nil); s != 200 {
+		t.Fatalf("put role = %d", s)
+	}
+	var rid struct {
+		RoleID string `json:"role_id"`
+	}
+	h.do(t, h.root, "GET", "/v1/auth/approle/role/app/role-id", nil, &rid)
+	var sid struct {
+		SecretID string `json:"secret_id"`
+	}
+	h.do(t, h.root, "POST", "/v1/auth/approle/role/app/secret-id", map[string]any{}, &sid)
+	login := map[string]string{"role_id": rid.RoleID, "secret_id": sid.SecretID}
+
+	free := fillDisk(t, dir)
+	var s int
+	for i := 0; i < 200 && s != http.StatusServiceUnavailable; i++ { // until the log's own buffer space is used up
+		s = h.do(t, "", "POST", "/v1/auth/approle/login", login, nil)
+	}
+	if s != http.StatusServiceUnavailable {
+		t.Fatalf("login on a full audit disk = %d, want 503", s)
+	}
+	free()
+	var l loginAnswer
+	if s := h.do(t, "", "POST", "/v1/auth/approle/login", login, &l); s != 200 || l.Token == "" {
+		t.Fatalf("login after recovery = %d: the refused attempts must not have used the secret_id", s)
+	}
+	h.do(t, "", "GET", "/v1/no/such/route", nil, nil)
+	h.do(t, "", "GET", "/v1/secrets/a/../b", nil, nil)
+
+	var intent, outcome, probes bool
+	for _, rec := range readAll(t, auditDir) {
+		switch {
+		case rec.Op == "approle.login" && rec.Type == "intent":
+			intent = true
+		case rec.Op == "approle.login" && rec.Status == 200:
+			outcome = rec.Identity != nil && rec.HMACs["role_id"] != "" && !strings.Contains(fmt.Sprint(rec), rid.RoleID)
+		case rec.Op == "unknown.route" && rec.Path == "/v1/no/such/route" && rec.Status == 404,
+			rec.Op == "bad.path" && rec.Status == 400:
+			probes = true
+		}
+	}
+	if !intent || !outcome || !probes {
+		t.Fatalf("records: login intent %v, login outcome with identity and role_id HMAC only %v, probes %v", intent, outcome, probes)
 	}
 }
