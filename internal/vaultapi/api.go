@@ -41,6 +41,7 @@ type API struct {
 	version string
 	mux     *http.ServeMux
 	routes  []*route
+	badPath http.Handler // refuses paths with empty, . or .. segments
 }
 
 // New builds the API and registers every route. It panics if cfg.Mount is
@@ -60,6 +61,18 @@ func New(cfg Config) *API {
 		a.version = DefaultVersion
 	}
 	a.routes = a.table()
+	// Requests no route serves are refused through the same pipeline as
+	// the others, so each has its audit record (and a 503 when that record
+	// cannot be kept).
+	methodNotAllowed := a.wrap(&route{op: "vault.method-not-allowed", access: public, handle: func(*request) (*reply, error) {
+		return nil, &apiError{http.StatusMethodNotAllowed, []string{"unsupported operation"}}
+	}})
+	noRoute := a.wrap(&route{op: "vault.no-route", access: public, handle: func(r *request) (*reply, error) {
+		return nil, &apiError{http.StatusNotFound, []string{fmt.Sprintf("no handler for route %q; Coffer serves a subset of Vault's API (KV version 2 on %q, token, approle login, sys/health, sys/seal-status)", strings.TrimPrefix(r.URL.Path, "/v1/"), a.mount)}}
+	}})
+	a.badPath = a.wrap(&route{op: "vault.bad-path", access: public, handle: func(*request) (*reply, error) {
+		return nil, badRequest("path must not contain empty, . or .. segments")
+	}})
 	// Each path pattern gets its methods, then a method-less fallback that
 	// answers 405 in Vault's shape instead of ServeMux's plain text.
 	seen := map[string]bool{}
@@ -70,23 +83,18 @@ func New(cfg Config) *API {
 		a.mux.Handle(rt.method+" "+rt.pattern, a.handlerFor(rt))
 		if !seen[rt.pattern] {
 			seen[rt.pattern] = true
-			a.mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) {
-				writeErrors(w, http.StatusMethodNotAllowed, []string{"unsupported operation"})
-			})
+			a.mux.Handle(rt.pattern, methodNotAllowed)
 		}
-	}
-	noRoute := func(w http.ResponseWriter, r *http.Request) {
-		writeErrors(w, http.StatusNotFound, []string{fmt.Sprintf("no handler for route %q; Coffer serves a subset of Vault's API (KV version 2 on %q, token, approle login, sys/health, sys/seal-status)", strings.TrimPrefix(r.URL.Path, "/v1/"), a.mount)})
 	}
 	// ServeMux would redirect a subtree's root without its trailing slash
 	// to the root with one; behind the server's /vault prefix that redirect
 	// would leave the prefix out. Answer those roots here instead.
 	for pattern := range seen {
 		if root, ok := strings.CutSuffix(pattern, "/{path...}"); ok && !seen[root] {
-			a.mux.HandleFunc(root, noRoute)
+			a.mux.Handle(root, noRoute)
 		}
 	}
-	a.mux.HandleFunc("/", noRoute)
+	a.mux.Handle("/", noRoute)
 	return a
 }
 
@@ -123,7 +131,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	if strings.Contains(p, "//") || strings.Contains(p, "/./") || strings.Contains(p, "/../") ||
 		strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..") {
-		writeErrors(w, http.StatusBadRequest, []string{"path must not contain empty, . or .. segments"})
+		a.badPath.ServeHTTP(w, r)
 		return
 	}
 	a.mux.ServeHTTP(w, r)

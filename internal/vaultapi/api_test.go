@@ -29,8 +29,14 @@ type harness struct {
 // under /vault/, as the server mounts it.
 func newHarness(t testing.TB) *harness {
 	t.Helper()
+	return newHarnessWith(t, core.Config{Backend: mem.New()})
+}
+
+// newHarnessWith is newHarness on a core built from cfg.
+func newHarnessWith(t testing.TB, cfg core.Config) *harness {
+	t.Helper()
 	ctx := context.Background()
-	c := core.New(core.Config{Backend: mem.New()})
+	c := core.New(cfg)
 	api := vaultapi.New(vaultapi.Config{Core: c})
 	mux := http.NewServeMux()
 	mux.Handle("/vault/", http.StripPrefix("/vault", api))

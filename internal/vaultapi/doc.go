@@ -94,9 +94,21 @@
 // request, 403 "permission denied" for a missing or invalid token and for a
 // denied capability (Vault does not tell them apart), 404 with an empty list
 // for a missing secret, 405 for an unsupported method, 413 for a body over
-// 1 MiB, 503 "Vault is sealed" while sealed, and 500 "internal error" for
-// anything unexpected (the detail goes to the server log under the
-// request id).
+// 1 MiB, 503 "Vault is sealed" while sealed, 503 "audit log unavailable;
+// request refused" when the request's audit record cannot be kept, and 500
+// "internal error" for anything unexpected (the detail goes to the server
+// log under the request id).
+//
+// # Audit
+//
+// Every request, the 404, 405 and bad-path refusals included, has a durable
+// audit record before it is answered. A change (an authenticated write, or
+// an AppRole login) first checks that the log can be written and writes an
+// intent record, so a login during an audit outage spends no secret_id use
+// and mints no token. A login's outcome record names the new token's
+// identity and holds the role_id only as an HMAC. During an outage only
+// sys/health without a token keeps answering, since the outage is what it
+// must be able to report.
 //
 // Request bodies are decoded strictly: unknown fields are refused with a 400
 // naming the field, where Vault would ignore them with a warning, so that a

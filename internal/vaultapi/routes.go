@@ -46,7 +46,7 @@ func (a *API) table() []*route {
 	add(writeMethods, route{pattern: "/v1/auth/token/renew-self", op: "vault.token.renew-self", capability: capSelf, handle: a.tokenRenewSelf})
 	add(writeMethods, route{pattern: "/v1/auth/token/create", op: "vault.token.create", capability: capCustom, handle: a.tokenCreate})
 	add(writeMethods, route{pattern: "/v1/auth/token/create-orphan", op: "vault.token.create-orphan", capability: capCustom, handle: a.tokenCreate})
-	add(writeMethods, route{pattern: "/v1/auth/approle/login", op: "vault.approle.login", access: public, handle: a.approleLogin})
+	add(writeMethods, route{pattern: "/v1/auth/approle/login", op: "vault.approle.login", access: public, changes: true, handle: a.approleLogin})
 
 	// sys.
 	add(one("GET"), route{pattern: "/v1/sys/health", op: "vault.sys.health", access: public, handle: a.health})

@@ -12,7 +12,6 @@ import (
 	"github.com/coffer-dev/coffer/internal/auth"
 	"github.com/coffer-dev/coffer/internal/auth/approle"
 	"github.com/coffer-dev/coffer/internal/auth/token"
-	"github.com/coffer-dev/coffer/internal/core"
 )
 
 // authBlock is Vault's "auth" object, returned by logins, token creation
@@ -244,10 +243,9 @@ func (a *API) tokenCreate(r *request) (*reply, error) {
 	return &reply{auth: authOf(tok, e)}, nil
 }
 
+// approleLogin runs after the pipeline checked the seal and the audit log
+// and wrote the intent record (the route changes state).
 func (a *API) approleLogin(r *request) (*reply, error) {
-	if a.core.Sealed() {
-		return nil, core.ErrSealed
-	}
 	var in struct {
 		RoleID   string `json:"role_id"`
 		SecretID string `json:"secret_id"`
@@ -255,6 +253,7 @@ func (a *API) approleLogin(r *request) (*reply, error) {
 	if err := decode(r, &in, false); err != nil {
 		return nil, err
 	}
+	r.sensitive("role_id", in.RoleID)
 	l, err := a.core.AppRole.Login(r.ctx, in.RoleID, in.SecretID, sourceAddr(r.Request))
 	if errors.Is(err, approle.ErrInvalidCredentials) {
 		return nil, badRequest("invalid role or secret ID") // Vault's answer, whichever part was wrong
@@ -266,6 +265,7 @@ func (a *API) approleLogin(r *request) (*reply, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.principal = e.Principal() // the audit record names who logged in
 	return &reply{auth: authOf(tok, e)}, nil
 }
 

@@ -45,7 +45,32 @@ type route struct {
 	secret bool
 	// viaGETList: a LIST route that GET ?list=true also reaches.
 	viaGETList bool
-	handle     func(*request) (*reply, error)
+	// changes marks a public route that changes state (a login: it spends
+	// a secret_id use and mints a token). Like an authenticated write, it
+	// needs the barrier, fails closed before acting and writes an intent
+	// record first.
+	changes bool
+	handle  func(*request) (*reply, error)
+}
+
+// monitoring reports whether rt reports the server's state to operators and
+// orchestrators (sys/health). Served without a token it changes nothing and
+// returns no secret, and an audit outage is exactly what it must be able to
+// report, so it answers even when its own audit record cannot be kept; the
+// failed write is logged (and counted by the audit log). A request that
+// presented a token is never answered without its record, as on the native
+// API.
+func (rt *route) monitoring() bool {
+	return rt.op == "vault.sys.health"
+}
+
+// writes reports whether r changes state, and so must fail closed and have
+// an intent record on file before the handler acts.
+func (rt *route) writes(r *request) bool {
+	if rt.access == public {
+		return rt.changes
+	}
+	return r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != "LIST"
 }
 
 // request is what a handler gets.
@@ -54,9 +79,21 @@ type request struct {
 	ctx       context.Context
 	id        string
 	route     *route
-	name      string          // the validated secret name on secret routes
-	token     string          // the caller's token: never logged, only echoed to its holder
-	principal *auth.Principal // nil on public routes
+	name      string            // the validated secret name on secret routes
+	token     string            // the caller's token: never logged, only echoed to its holder
+	principal *auth.Principal   // nil on public routes, until a login succeeds
+	hmacs     map[string]string // sensitive fields, recorded only as HMACs
+}
+
+// sensitive records a field whose value the audit record holds only as an HMAC.
+func (r *request) sensitive(field, value string) {
+	if value == "" {
+		return
+	}
+	if r.hmacs == nil {
+		r.hmacs = map[string]string{}
+	}
+	r.hmacs[field] = value
 }
 
 // reply is what a handler returns; nil means 204 No Content.
@@ -89,9 +126,11 @@ type outcome struct {
 	err    error  // the handler's or pipeline's error, if any
 }
 
-// wrap is the pipeline every route goes through: request id, body cap,
-// seal check, authentication, name validation, authorization, the handler,
-// error mapping, then finish.
+// wrap is the pipeline every request goes through (routes, and the 405,
+// 404 and bad-path refusals): request id, body cap, seal check, audit
+// readiness, authentication, name validation, authorization, the intent
+// record of a change, the handler, error mapping, then finish, which
+// records the outcome before the answer is written.
 func (a *API) wrap(rt *route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -109,8 +148,12 @@ func (a *API) wrap(rt *route) http.Handler {
 			out = a.render(req, rep)
 		}
 		if ferr := a.finish(req, &out, time.Since(start)); ferr != nil {
-			a.log.Error("audit record failed; refusing the request", "request_id", req.id, "op", rt.op, "error", ferr)
-			out = outcome{status: http.StatusServiceUnavailable, body: encode(errorBody{Errors: []string{"audit log unavailable; request refused"}}), err: ferr}
+			if rt.monitoring() && req.principal == nil && requestToken(r) == "" {
+				a.log.Warn("audit record failed; answering anyway, since this route reports the outage", "request_id", req.id, "op", rt.op, "error", ferr)
+			} else {
+				a.log.Error("audit record failed; refusing the request", "request_id", req.id, "op", rt.op, "error", ferr)
+				out = outcome{status: http.StatusServiceUnavailable, body: encode(errorBody{Errors: []string{"audit log unavailable; request refused"}}), err: ferr}
+			}
 		}
 		h := w.Header()
 		h.Set("X-Request-Id", req.id)
@@ -173,7 +216,17 @@ func (a *API) serve(rt *route, req *request) (*reply, error) {
 			}
 		}
 	}
-	if rt.access == authenticated && req.Method != http.MethodGet && req.Method != http.MethodHead && req.Method != "LIST" {
+	if rt.access == public && rt.changes {
+		// A login needs the barrier, and fails closed before it spends a
+		// credential or mints a token.
+		if a.core.Sealed() {
+			return nil, core.ErrSealed
+		}
+		if err := a.core.AuditReady(req.ctx); err != nil {
+			return nil, err
+		}
+	}
+	if rt.writes(req) {
 		// A change is on record before it is made, as on the native API.
 		path := req.name
 		if path == "" {
@@ -188,10 +241,11 @@ func (a *API) serve(rt *route, req *request) (*reply, error) {
 }
 
 // finish runs once per request, after the handler and the error mapping and
-// before any byte of the response leaves, so that the audit log can be
-// connected here fail-closed: an error it returns replaces the response
-// with a 500. For now it only logs the operation, status, request id and
-// duration at debug level: never a value, a token or a secret name.
+// before any byte of the response leaves: it makes the request's audit
+// record durable, and an error it returns (the record could not be kept)
+// replaces the response with a 503, except for token-less monitoring. It
+// also logs the operation, status, request id and duration at debug level:
+// never a value, a token or a secret name.
 func (a *API) finish(r *request, out *outcome, elapsed time.Duration) error {
 	a.log.Debug("vault request", "request_id", r.id, "op", r.route.op, "status", out.status, "duration", elapsed)
 	path := r.name
@@ -199,8 +253,9 @@ func (a *API) finish(r *request, out *outcome, elapsed time.Duration) error {
 		path = r.route.op
 	}
 	in := core.RequestRecord{
-		ID: r.id, Op: r.route.op, Path: path, Principal: r.principal, Public: r.route.access != authenticated,
-		Source: sourceAddr(r.Request), UserAgent: r.UserAgent(), Status: out.status, Err: out.err, Elapsed: elapsed,
+		// A login that succeeded is recorded as its new token's request.
+		ID: r.id, Op: r.route.op, Path: path, Principal: r.principal, Public: r.route.access != authenticated && r.principal == nil,
+		Source: sourceAddr(r.Request), UserAgent: r.UserAgent(), Status: out.status, Err: out.err, Sensitive: r.hmacs, Elapsed: elapsed,
 	}
 	if out.err != nil {
 		in.ErrCode = http.StatusText(out.status)
@@ -266,12 +321,4 @@ func encode(v any) []byte {
 		return []byte(`{"errors":["internal error"]}` + "\n")
 	}
 	return buf.Bytes()
-}
-
-// writeErrors answers outside the pipeline (no route matched).
-func writeErrors(w http.ResponseWriter, status int, msgs []string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	w.Write(encode(errorBody{Errors: msgs}))
 }

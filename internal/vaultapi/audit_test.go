@@ -1,0 +1,266 @@
+package vaultapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/coffer-dev/coffer/internal/audit"
+	"github.com/coffer-dev/coffer/internal/core"
+	"github.com/coffer-dev/coffer/internal/storage/mem"
+)
+
+const msgAuditUnavailable = "audit log unavailable; request refused"
+
+// newAuditHarness is newHarness with the audit log in dir.
+func newAuditHarness(t testing.TB, dir string) *harness {
+	t.Helper()
+	h := newHarnessWith(t, core.Config{Backend: mem.New(), Audit: core.AuditConfig{Dir: dir}})
+	t.Cleanup(h.core.Seal)
+	return h
+}
+
+// readAll returns every record of the log in dir.
+func readAll(t testing.TB, dir string) []*audit.Record {
+	t.Helper()
+	r, err := audit.NewReader(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var out []*audit.Record
+	for {
+		rec, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, rec)
+	}
+}
+
+// recordsOf returns the records of one operation, in order.
+func recordsOf(recs []*audit.Record, op string) []*audit.Record {
+	var out []*audit.Record
+	for _, r := range recs {
+		if r.Op == op {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// serveRaw calls the handler directly, keeping the path as sent (an outer
+// ServeMux would clean it and redirect), and returns the status and body.
+func (h *harness) serveRaw(method, path, tok string) (int, string) {
+	req := httptest.NewRequest(method, "http://x/", nil)
+	req.URL.Path = path
+	if tok != "" {
+		req.Header.Set("X-Vault-Token", tok)
+	}
+	w := httptest.NewRecorder()
+	h.api.ServeHTTP(w, req)
+	return w.Code, w.Body.String()
+}
+
+// TestAuditRecordsUnroutedRequests: the 405, 404 and bad-path answers are
+// given outside any route, and each still has its record, as a refusal
+// with its status.
+func TestAuditRecordsUnroutedRequests(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "audit")
+	h := newAuditHarness(t, dir)
+	if status, body := h.do(t, "DELETE", "/v1/auth/token/lookup-self", h.root, ""); status != 405 ||
+		!slices.Equal(errorsOf(t, body), []string{"unsupported operation"}) {
+		t.Errorf("DELETE lookup-self = %d %v, want 405", status, body)
+	}
+	if status, _ := h.do(t, "GET", "/v1/sys/mounts", h.root, ""); status != 404 {
+		t.Errorf("GET sys/mounts = %d, want 404", status)
+	}
+	// A subtree's root without its slash is answered by noRoute too.
+	if status, _ := h.do(t, "GET", "/v1/secret/data", "", ""); status != 404 {
+		t.Errorf("GET secret/data = %d, want 404", status)
+	}
+	if status, body := h.serveRaw("GET", "/v1/secret/data/a//b", h.root); status != 400 || !strings.Contains(body, "segments") {
+		t.Errorf("GET secret/data/a//b = %d %s, want 400", status, body)
+	}
+	recs := readAll(t, dir)
+	for _, tc := range []struct {
+		op     string
+		status []int
+	}{
+		{"vault.method-not-allowed", []int{405}},
+		{"vault.no-route", []int{404, 404}},
+		{"vault.bad-path", []int{400}},
+	} {
+		got := recordsOf(recs, tc.op)
+		var statuses []int
+		for _, r := range got {
+			statuses = append(statuses, r.Status)
+			if r.Type != audit.TypeRequest || r.Error == "" || r.Identity != nil || r.Decision != "" || r.RequestID == "" {
+				t.Errorf("%s record = %+v, want a refused request with no identity", tc.op, r)
+			}
+		}
+		if !slices.Equal(statuses, tc.status) {
+			t.Errorf("%s records have statuses %v, want %v", tc.op, statuses, tc.status)
+		}
+	}
+	for _, r := range recs {
+		if b, _ := json.Marshal(r); strings.Contains(string(b), h.root) {
+			t.Errorf("record holds the token: %s", b)
+		}
+	}
+}
+
+// TestAuditApproleLogin: a login writes its intent before it acts, and its
+// outcome names who logged in and holds the role_id only as an HMAC.
+func TestAuditApproleLogin(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "audit")
+	h := newAuditHarness(t, dir)
+	ctx := context.Background()
+	role, err := h.core.AppRole.PutRole(ctx, approleRole("web", "reader"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid, _, _, err := h.core.AppRole.GenerateSecretID(ctx, "web", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, body := h.do(t, "POST", "/v1/auth/approle/login", "", `{"role_id":"`+role.RoleID+`","secret_id":"`+sid+`"}`)
+	if status != 200 {
+		t.Fatalf("login = %d %v", status, body)
+	}
+	a := body["auth"].(map[string]any)
+	if status, _ := h.do(t, "POST", "/v1/auth/approle/login", "", `{"role_id":"`+role.RoleID+`","secret_id":"wrong"}`); status != 400 {
+		t.Fatalf("login with a wrong secret_id = %d, want 400", status)
+	}
+	wantHMAC, err := h.core.AuditHMAC(role.RoleID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := readAll(t, dir)
+	got := recordsOf(recs, "vault.approle.login")
+	if len(got) != 4 {
+		t.Fatalf("login records = %d, want an intent and an outcome for each of 2 logins", len(got))
+	}
+	for i := 0; i < 4; i += 2 {
+		intent, out := got[i], got[i+1]
+		if intent.Type != core.TypeIntent || intent.RequestID == "" || intent.RequestID != out.RequestID || intent.Identity != nil {
+			t.Errorf("login %d: intent = %+v, outcome %+v; want an intent with the outcome's request id first", i/2, intent, out)
+		}
+		if out.HMACs["role_id"] != wantHMAC {
+			t.Errorf("login %d: role_id HMAC = %q, want %q", i/2, out.HMACs["role_id"], wantHMAC)
+		}
+	}
+	ok, bad := got[1], got[3]
+	if ok.Status != 200 || ok.Decision != "allow" || ok.Identity == nil || ok.Identity.Accessor != a["accessor"] ||
+		ok.Identity.Method != "approle" || !slices.Equal(ok.Identity.Policies, []string{"reader"}) {
+		t.Errorf("successful login record = %+v identity %+v; want status 200, allow, the new token's identity", ok, ok.Identity)
+	}
+	if bad.Status != 400 || bad.Identity != nil || bad.Error == "" {
+		t.Errorf("failed login record = %+v, want a 400 with no identity", bad)
+	}
+	for _, r := range recs {
+		b, _ := json.Marshal(r)
+		for _, v := range []string{role.RoleID, sid, a["client_token"].(string)} {
+			if strings.Contains(string(b), v) {
+				t.Errorf("record holds %q in plaintext: %s", v, b)
+			}
+		}
+	}
+}
+
+// mountTmpfs mounts a 256 KiB tmpfs for an audit log that can run out of
+// space, as internal/httpapi's TestAuditFailsClosedOnFullDisk does.
+func mountTmpfs(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "tmpfs")
+	os.MkdirAll(dir, 0o700)
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", dir).CombinedOutput(); err != nil {
+		if os.Getenv("COFFER_REQUIRE_TMPFS") != "" {
+			t.Fatalf("mount tmpfs: %v %s", err, out)
+		}
+		t.Skipf("cannot mount a tmpfs here (needs root): %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
+// TestAuditOutageOnFullDisk fills the audit disk: a login is refused before
+// it spends its secret_id, unrouted requests are refused, and only a
+// token-less sys/health keeps answering its body.
+func TestAuditOutageOnFullDisk(t *testing.T) {
+	base := mountTmpfs(t)
+	h := newAuditHarness(t, filepath.Join(base, "audit"))
+	ctx := context.Background()
+	r := approleRole("web", "reader")
+	r.SecretIDNumUses = 1
+	role, err := h.core.AppRole.PutRole(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid, _, _, err := h.core.AppRole.GenerateSecretID(ctx, "web", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	login := `{"role_id":"` + role.RoleID + `","secret_id":"` + sid + `"}`
+
+	filler := filepath.Join(base, "filler")
+	f, _ := os.Create(filler)
+	buf := make([]byte, 4096)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
+	}
+	f.Close()
+	status := 0
+	for i := 0; i < 300 && status != 503; i++ { // until the log's own buffer space is used up
+		status, _ = h.do(t, "GET", "/v1/auth/token/lookup-self", h.root, "")
+	}
+	if status != 503 {
+		t.Fatalf("lookup-self on a full audit disk = %d, want 503", status)
+	}
+	refused := func(what string, status int, body map[string]any) {
+		t.Helper()
+		if status != 503 || !slices.Equal(errorsOf(t, body), []string{msgAuditUnavailable}) {
+			t.Errorf("%s on a full audit disk = %d %v, want 503 %q", what, status, body, msgAuditUnavailable)
+		}
+	}
+
+	// Health without a token reports the server's state though its own
+	// record cannot be kept; with a token it is refused like anything else.
+	status, body := h.do(t, "GET", "/v1/sys/health", "", "")
+	if status != 200 || body["initialized"] != true || body["sealed"] != false || body["cluster_name"] != "coffer" {
+		t.Errorf("health without a token on a full audit disk = %d %v, want 200 and its body", status, body)
+	}
+	status, body = h.do(t, "GET", "/v1/sys/health", h.root, "")
+	refused("health with a token", status, body)
+	status, body = h.do(t, "GET", "/v1/sys/seal-status", "", "")
+	refused("seal-status", status, body)
+
+	status, body = h.do(t, "POST", "/v1/auth/approle/login", "", login)
+	refused("approle login", status, body)
+	status, body = h.do(t, "DELETE", "/v1/auth/token/lookup-self", h.root, "")
+	refused("a 405", status, body)
+	status, body = h.do(t, "GET", "/v1/sys/mounts", "", "")
+	refused("a 404", status, body)
+	if status, raw := h.serveRaw("GET", "/v1/secret/data/a//b", h.root); status != 503 || !strings.Contains(raw, msgAuditUnavailable) {
+		t.Errorf("a bad path on a full audit disk = %d %s, want 503", status, raw)
+	}
+
+	os.Remove(filler)
+	// The refused login changed nothing: its single-use secret_id still works.
+	if status, body := h.do(t, "POST", "/v1/auth/approle/login", "", login); status != 200 {
+		t.Fatalf("login after recovery with the secret_id refused during the outage = %d %v, want 200", status, body)
+	}
+}
