@@ -161,7 +161,7 @@ func New(opts Options) (*Server, error) {
 	s.setupCluster()
 	// /vault/ serves the Vault-compatible API, /aws the AWS Secrets Manager
 	// one; everything else the native one.
-	vault := http.StripPrefix("/vault", vaultapi.New(vaultapi.Config{Core: c, Logger: log}))
+	vault := http.StripPrefix("/vault", vaultapi.New(vaultapi.Config{Core: c, Logger: log, Metrics: s.Metrics}))
 	s.AWS = awsapi.New(awsapi.Config{Core: c, Keys: c.AWSKeys, Logger: log, Metrics: s.Metrics})
 	s.http = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

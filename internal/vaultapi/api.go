@@ -2,6 +2,7 @@ package vaultapi
 
 import (
 	"fmt"
+	"github.com/coffer-dev/coffer/internal/metrics"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -31,6 +32,9 @@ type Config struct {
 	Mount string
 	// Version is the server version reported to clients.
 	Version string
+	// Metrics receives request counters and durations, labeled with the
+	// adapter's operation names (vault.*); nil counts nothing.
+	Metrics *metrics.Metrics
 }
 
 // API serves the Vault-compatible subset. It is safe for concurrent use.
@@ -39,6 +43,7 @@ type API struct {
 	log     *slog.Logger
 	mount   string
 	version string
+	metrics *metrics.Metrics
 	mux     *http.ServeMux
 	routes  []*route
 	badPath http.Handler // refuses paths with empty, . or .. segments
@@ -47,7 +52,7 @@ type API struct {
 // New builds the API and registers every route. It panics if cfg.Mount is
 // not a valid mount path, like http.ServeMux does for a bad pattern.
 func New(cfg Config) *API {
-	a := &API{core: cfg.Core, log: cfg.Logger, mount: cfg.Mount, version: cfg.Version, mux: http.NewServeMux()}
+	a := &API{core: cfg.Core, log: cfg.Logger, mount: cfg.Mount, version: cfg.Version, metrics: cfg.Metrics, mux: http.NewServeMux()}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/coffer-dev/coffer/internal/metrics"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -19,10 +20,11 @@ import (
 )
 
 type harness struct {
-	core *core.Core
-	api  *vaultapi.API
-	srv  *httptest.Server
-	root string
+	core    *core.Core
+	api     *vaultapi.API
+	srv     *httptest.Server
+	root    string
+	metrics *metrics.Metrics
 }
 
 // newHarness starts an initialized, unsealed core with the API mounted
@@ -37,7 +39,8 @@ func newHarnessWith(t testing.TB, cfg core.Config) *harness {
 	t.Helper()
 	ctx := context.Background()
 	c := core.New(cfg)
-	api := vaultapi.New(vaultapi.Config{Core: c})
+	m := metrics.New()
+	api := vaultapi.New(vaultapi.Config{Core: c, Metrics: m})
 	mux := http.NewServeMux()
 	mux.Handle("/vault/", http.StripPrefix("/vault", api))
 	srv := httptest.NewServer(mux)
@@ -49,7 +52,7 @@ func newHarnessWith(t testing.TB, cfg core.Config) *harness {
 	if _, err := c.Unseal(ctx, res.Keys[0]); err != nil {
 		t.Fatal(err)
 	}
-	return &harness{core: c, api: api, srv: srv, root: res.RootToken}
+	return &harness{core: c, api: api, srv: srv, root: res.RootToken, metrics: m}
 }
 
 // do sends one request and decodes a JSON answer (nil for an empty body).

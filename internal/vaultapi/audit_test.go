@@ -264,3 +264,39 @@ func TestAuditOutageOnFullDisk(t *testing.T) {
 		t.Fatalf("login after recovery with the secret_id refused during the outage = %d %v, want 200", status, body)
 	}
 }
+
+// TestRequestsCounted: Vault requests are counted like native ones, by
+// operation and status class.
+func TestRequestsCounted(t *testing.T) {
+	h := newHarness(t)
+	h.do(t, "GET", "/v1/auth/token/lookup-self", h.root, "")
+	h.do(t, "GET", "/v1/auth/token/lookup-self", "", "")
+	h.do(t, "GET", "/v1/no/such/route", "", "")
+	var ok2, refused4, total float64
+	mfs, err := h.metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "coffer_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			v := m.GetCounter().GetValue()
+			total += v
+			if strings.HasPrefix(labels["op"], "vault.") && labels["code"] == "2xx" {
+				ok2 += v
+			}
+			if strings.HasPrefix(labels["op"], "vault.") && labels["code"] == "4xx" {
+				refused4 += v
+			}
+		}
+	}
+	if ok2 != 1 || refused4 != 2 || total != 3 {
+		t.Fatalf("coffer_requests_total: vault 2xx %v, vault 4xx %v, all %v; want 1, 2, 3", ok2, refused4, total)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"github.com/coffer-dev/coffer/internal/metrics"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -154,6 +155,10 @@ func (a *API) wrap(rt *route) http.Handler {
 				a.log.Error("audit record failed; refusing the request", "request_id", req.id, "op", rt.op, "error", ferr)
 				out = outcome{status: http.StatusServiceUnavailable, body: encode(errorBody{Errors: []string{"audit log unavailable; request refused"}}), err: ferr}
 			}
+		}
+		if m := a.metrics; m != nil {
+			m.Requests.WithLabelValues(rt.op, metrics.CodeClass(out.status)).Inc()
+			m.RequestDuration.WithLabelValues(rt.op).Observe(time.Since(start).Seconds())
 		}
 		h := w.Header()
 		h.Set("X-Request-Id", req.id)
