@@ -42,6 +42,7 @@ import (
 	"github.com/coffer-dev/coffer/internal/core"
 	"github.com/coffer-dev/coffer/internal/metrics"
 	"github.com/coffer-dev/coffer/internal/policy"
+	"github.com/coffer-dev/coffer/internal/secret"
 )
 
 // Prefix is the path under which the server mounts the API; SDKs use
@@ -233,10 +234,8 @@ func (a *API) serve(c *call, w http.ResponseWriter) (any, error) {
 	if ok && known {
 		c.op = op.name // recorded even when the request is refused below
 	}
-	path := ""
-	if a.core.Limits != nil {
-		path = limitPath(body)
-	}
+	tgt := readTarget(body)
+	path := tgt.limitPath()
 	if err := a.core.Limits.AllowSource(path, c.source.String()); err != nil {
 		return nil, err
 	}
@@ -262,10 +261,16 @@ func (a *API) serve(c *call, w http.ResponseWriter) (any, error) {
 	if ct := r.Header.Get("Content-Type"); !jsonContentType(ct) {
 		return nil, &awsError{http.StatusBadRequest, "SerializationException", "send Content-Type: application/x-amz-json-1.1"}
 	}
-	// A change is on record before it is made, as on the native API.
+	// Names are bounded before anything (a record, a bucket) holds them.
+	if err := a.checkTarget(tgt); err != nil {
+		return nil, err
+	}
+	// A change is on record before it is made, as on the native API. It
+	// is written before the operation authorizes, so it claims no
+	// decision; the outcome record has the decision.
 	if a.cfg.Audit == nil && !readOnly(c.op) {
 		if err := a.core.RecordRequest(c.ctx, core.RequestRecord{Type: core.TypeIntent, ID: c.id, Op: "aws." + c.op,
-			Path: path, Principal: c.principal, Source: c.source, UserAgent: r.UserAgent(), Decision: nil}); err != nil {
+			Path: a.intentPath(c, tgt), Principal: c.principal, Source: c.source, UserAgent: r.UserAgent(), Decision: nil}); err != nil {
 			return nil, err
 		}
 	}
@@ -282,18 +287,29 @@ func readOnly(op string) bool {
 	return false
 }
 
+// target is what a request names, read leniently from its body before
+// the operation decodes it strictly: SecretId, Name and SecretIdList.
+type target struct {
+	SecretId     string
+	Name         string
+	SecretIdList []string
+}
+
+// readTarget reads a body's target. Fields of the wrong type are left
+// empty; the operation's strict decoding refuses them later.
+func readTarget(body []byte) target {
+	var t target
+	_ = json.Unmarshal(body, &t)
+	return t
+}
+
 // limitPath is the secret name a request is about, for the rate limiter's
 // per-path rules: SecretId (an ARN reduced to its name part) or Name, or ""
-// for requests about no single secret. It is read leniently; the operation
-// decodes the body strictly later.
-func limitPath(body []byte) string {
-	var in struct{ SecretId, Name string }
-	if json.Unmarshal(body, &in) != nil {
-		return ""
-	}
-	p := in.SecretId
+// for requests about no single secret.
+func (t target) limitPath() string {
+	p := t.SecretId
 	if p == "" {
-		p = in.Name
+		p = t.Name
 	}
 	if strings.HasPrefix(p, "arn:") {
 		if parts := strings.SplitN(p, ":", 7); len(parts) == 7 {
@@ -302,6 +318,67 @@ func limitPath(body []byte) string {
 		return ""
 	}
 	return p
+}
+
+// maxPartition is the longest AWS partition name an ARN may carry.
+const maxPartition = "aws-us-gov"
+
+// maxSecretID is the longest SecretId the API accepts: the ARN of a secret
+// with the longest name Coffer allows.
+func (a *API) maxSecretID() int {
+	return len("arn:"+maxPartition+":"+service+":"+a.cfg.Region+":"+a.cfg.AccountID+":secret:") + secret.MaxNameLen + len("-AbCdEf")
+}
+
+// checkID bounds one SecretId: a name of up to secret.MaxNameLen bytes or
+// the ARN of one (whose name part may carry the six-character suffix).
+func (a *API) checkID(field, id string) error {
+	if !strings.HasPrefix(id, "arn:") {
+		if len(id) > secret.MaxNameLen {
+			return invalidParameter("%s is %d bytes; the limit is %d for a secret name", field, len(id), secret.MaxNameLen)
+		}
+		return nil
+	}
+	if len(id) > a.maxSecretID() {
+		return invalidParameter("%s is %d bytes; the limit is %d for a secret's ARN", field, len(id), a.maxSecretID())
+	}
+	if parts := strings.SplitN(id, ":", 7); len(parts) == 7 {
+		rest := parts[6]
+		n := len(rest)
+		if n > secret.MaxNameLen && (n > secret.MaxNameLen+7 || rest[n-7] != '-') {
+			return invalidParameter("%s names a secret of %d bytes; the limit is %d", field, n, secret.MaxNameLen)
+		}
+	}
+	return nil
+}
+
+// checkTarget refuses names too long to be secret names before anything
+// records them.
+func (a *API) checkTarget(t target) error {
+	if len(t.Name) > secret.MaxNameLen {
+		return invalidParameter("Name is %d bytes; the limit is %d", len(t.Name), secret.MaxNameLen)
+	}
+	if err := a.checkID("SecretId", t.SecretId); err != nil {
+		return err
+	}
+	for i, id := range t.SecretIdList {
+		if err := a.checkID(fmt.Sprintf("SecretIdList[%d]", i), id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// intentPath is the secret an intent record is about: SecretId resolved
+// to a name (an ARN to its secret's name), or Name. A SecretId that does
+// not resolve is recorded as the rate limiter reads it; the operation then
+// refuses it.
+func (a *API) intentPath(c *call, t target) string {
+	if t.SecretId != "" {
+		if name, err := a.resolve(c.ctx, t.SecretId); err == nil {
+			return name
+		}
+	}
+	return t.limitPath()
 }
 
 // limitKey names the bucket of an identity.

@@ -50,9 +50,26 @@ func checkFilters(fs []filter) error {
 	return nil
 }
 
+// metadataFilter reports whether a filter key tests metadata that needs
+// read (description and tags), not the name that list shows.
+func metadataFilter(key string) bool {
+	return key == "description" || key == "tag-key" || key == "tag-value"
+}
+
 // matches reports whether a secret passes every filter. Within a filter,
-// plain values are alternatives and values starting with ! exclude.
-func matches(m *secret.Metadata, fs []filter) bool {
+// plain values are alternatives and values starting with ! exclude. A
+// secret whose metadata the caller may not read (readable false) never
+// passes a description or tag filter, negated or not, and all sees its
+// name only: the filters are no oracle over what the caller cannot read.
+func matches(m *secret.Metadata, readable bool, fs []filter) bool {
+	if !readable {
+		for _, f := range fs {
+			if metadataFilter(f.Key) {
+				return false
+			}
+		}
+		m = &secret.Metadata{Name: m.Name}
+	}
 	for _, f := range fs {
 		anyPositive, positiveHit := false, false
 		for _, v := range f.Values {
@@ -136,12 +153,19 @@ func namePrefix(fs []filter) string {
 	return prefix
 }
 
+// listed is a secret a scan found, and whether the caller may read its
+// metadata (list shows its name only).
+type listed struct {
+	*secret.Metadata
+	readable bool
+}
+
 // scan walks secret names from cursor in name order and returns up to max
 // secrets the caller may list and the filters accept, and the cursor to
 // resume from ("" at the end).
-func (a *API) scan(c *call, fs []filter, cursor string, max int, includeDeleted bool) ([]*secret.Metadata, string, error) {
+func (a *API) scan(c *call, fs []filter, cursor string, max int, includeDeleted bool) ([]listed, string, error) {
 	prefix := namePrefix(fs)
-	var out []*secret.Metadata
+	var out []listed
 	scanned := 0
 	for {
 		page, err := a.core.Secrets.List(c.ctx, secret.ListInput{Prefix: prefix, Cursor: cursor, Limit: listChunk, IncludeDeleted: includeDeleted})
@@ -160,6 +184,13 @@ func (a *API) scan(c *call, fs []filter, cursor string, max int, includeDeleted 
 				}
 				return nil, "", err
 			}
+			readable := true
+			if err := a.allowed(c, it.Name, "read"); err != nil {
+				if !errors.Is(err, auth.ErrForbidden) {
+					return nil, "", err
+				}
+				readable = false
+			}
 			m, err := a.core.Secrets.Describe(c.ctx, it.Name)
 			if errors.Is(err, secret.ErrNotFound) {
 				continue // purged meanwhile
@@ -167,8 +198,8 @@ func (a *API) scan(c *call, fs []filter, cursor string, max int, includeDeleted 
 			if err != nil {
 				return nil, "", err
 			}
-			if matches(m, fs) {
-				out = append(out, m)
+			if matches(m, readable, fs) {
+				out = append(out, listed{m, readable})
 			}
 		}
 		if page.NextCursor == "" {
@@ -190,7 +221,7 @@ type secretListEntry struct {
 	ARN                    string              `json:"ARN"`
 	Name                   string              `json:"Name"`
 	Description            string              `json:"Description,omitempty"`
-	RotationEnabled        bool                `json:"RotationEnabled"`
+	RotationEnabled        *bool               `json:"RotationEnabled,omitempty"`
 	CreatedDate            epoch               `json:"CreatedDate,omitzero"`
 	LastChangedDate        epoch               `json:"LastChangedDate,omitzero"`
 	DeletedDate            epoch               `json:"DeletedDate,omitzero"`
@@ -230,7 +261,12 @@ func decodeCursor(tok *string) (string, error) {
 }
 
 // listSecrets lists the secrets the caller may list (the list capability
-// on each name, as in the native API), in name order.
+// on each name, as in the native API), in name order. A secret the caller
+// may list but not read is shown by name, ARN and (scheduled for deletion)
+// DeletedDate only; metadata needs read. Each secret whose metadata the
+// page shows is charged to the caller's rate limit for that secret, as a
+// DescribeSecret would be: a page stops before a secret whose bucket is
+// empty, and a page that would start with one is throttled.
 func (a *API) listSecrets(c *call, in *listSecretsIn, _ string) (any, error) {
 	if err := checkFilters(in.Filters); err != nil {
 		return nil, err
@@ -254,13 +290,29 @@ func (a *API) listSecrets(c *call, in *listSecretsIn, _ string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	for i, m := range ms {
+		if !m.readable {
+			continue
+		}
+		if err := a.core.Limits.AllowIdentity(m.Name, limitKey(c.principal)); err != nil {
+			if i == 0 {
+				return nil, err
+			}
+			ms, next = ms[:i], ms[i-1].Name // resume at the throttled secret
+			break
+		}
+	}
 	out := &listSecretsOut{SecretList: make([]secretListEntry, 0, len(ms))}
 	for _, m := range ms {
-		d := a.describeOut(m)
+		if !m.readable {
+			out.SecretList = append(out.SecretList, secretListEntry{ARN: a.arn(m.Metadata), Name: m.Name, DeletedDate: epochPtr(m.DeletedAt)})
+			continue
+		}
+		d := a.describeOut(m.Metadata)
 		a.addRotation(c, d, m.Name)
 		out.SecretList = append(out.SecretList, secretListEntry{ARN: d.ARN, Name: d.Name, Description: d.Description,
 			CreatedDate: d.CreatedDate, LastChangedDate: d.LastChangedDate, DeletedDate: d.DeletedDate, Tags: d.Tags,
-			SecretVersionsToStages: d.VersionIdsToStages, RotationEnabled: d.RotationEnabled, RotationRules: d.RotationRules,
+			SecretVersionsToStages: d.VersionIdsToStages, RotationEnabled: &d.RotationEnabled, RotationRules: d.RotationRules,
 			LastRotatedDate: d.LastRotatedDate, NextRotationDate: d.NextRotationDate})
 	}
 	if next != "" {
@@ -290,8 +342,10 @@ type batchGetOut struct {
 
 // batchGetSecretValue reads the current value of up to 20 secrets, named
 // in SecretIdList or selected by Filters. Each secret needs read (and, with
-// Filters, list); a secret that fails is reported in Errors, not as a
-// failure of the whole call.
+// Filters, list; description and tag filters never select a secret the
+// caller may not read) and is charged to the caller's rate limit for that
+// secret, as a GetSecretValue would be; a secret that fails (throttled
+// included) is reported in Errors, not as a failure of the whole call.
 func (a *API) batchGetSecretValue(c *call, in *batchGetIn, _ string) (any, error) {
 	switch {
 	case len(in.SecretIdList) > 0 && len(in.Filters) > 0:
@@ -315,6 +369,9 @@ func (a *API) batchGetSecretValue(c *call, in *batchGetIn, _ string) (any, error
 				}
 			}
 			c.touch(name)
+			if err := a.core.Limits.AllowIdentity(name, limitKey(c.principal)); err != nil {
+				return err
+			}
 			if err := a.authorize(c, name, "read"); err != nil {
 				return err
 			}

@@ -100,8 +100,8 @@ func (a *API) resolve(ctx context.Context, id string) (string, error) {
 	if id == "" {
 		return "", invalidParameter("SecretId is required")
 	}
-	if len(id) > 2048 {
-		return "", invalidParameter("SecretId is longer than 2048 characters")
+	if err := a.checkID("SecretId", id); err != nil {
+		return "", err
 	}
 	if !strings.HasPrefix(id, "arn:") {
 		return id, nil

@@ -81,6 +81,9 @@ func (a *API) createSecret(c *call, in *createSecretIn, _ string) (any, error) {
 	if in.Name == nil || *in.Name == "" {
 		return nil, invalidParameter("Name is required")
 	}
+	if len(*in.Name) > secret.MaxNameLen {
+		return nil, invalidParameter("Name is %d bytes; the limit is %d", len(*in.Name), secret.MaxNameLen)
+	}
 	name := *in.Name
 	c.touch(name)
 	// update allows any write; create alone allows creating the secret.
