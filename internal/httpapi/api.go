@@ -306,8 +306,8 @@ func (a *API) serve(rt route, req *request) (response, error) {
 			}
 		}
 		if err := a.core.RecordRequest(req.ctx, core.RequestRecord{Type: core.TypeIntent, ID: req.id, Op: rt.op.Name,
-			Path: rt.policyPath(req), Principal: req.principal, Source: sourceAddr(req.Request),
-			UserAgent: req.UserAgent(), Decision: req.decision}); err != nil {
+			Path: rt.policyPath(req), Principal: req.principal, Public: rt.access == public && req.principal == nil,
+			Source: sourceAddr(req.Request), UserAgent: req.UserAgent(), Decision: req.decision}); err != nil {
 			return response{}, err
 		}
 	}
