@@ -244,8 +244,11 @@ func (e *env) printRecord(r *audit.Record) {
 		}
 	}
 	rule := ""
-	if r.Policy != "" {
+	switch {
+	case r.Policy != "" && r.Rule != "":
 		rule = fmt.Sprintf(" %s:%s", r.Policy, r.Rule)
+	case r.Policy != "":
+		rule = " " + r.Policy // the root policy allows without a rule
 	}
 	decision := orDash(r.Decision)
 	if r.Type != audit.TypeRequest {
