@@ -3,8 +3,6 @@ package awsapi_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -16,6 +14,7 @@ import (
 	"github.com/coffer-dev/coffer/internal/ratelimit"
 	"github.com/coffer-dev/coffer/internal/rotation"
 	"github.com/coffer-dev/coffer/internal/secret"
+	"github.com/coffer-dev/coffer/internal/testaudit"
 )
 
 // newAuditedHarness is a harness whose API writes to the core's audit log
@@ -27,27 +26,6 @@ func newAuditedHarness(t testing.TB, dir string) *harness {
 	h.api = awsapi.New(awsapi.Config{Core: h.core, Keys: h.keys, Now: func() time.Time { return h.now }})
 	h.srv.Config.Handler = h.api.Mount(http.NotFoundHandler())
 	return h
-}
-
-// auditLog reads every record of the audit log in dir.
-func auditLog(t testing.TB, dir string) []*audit.Record {
-	t.Helper()
-	r, err := audit.NewReader(dir, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var out []*audit.Record
-	for {
-		rec, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, rec)
-	}
 }
 
 // A change's intent record names the secret it is about, with the default
@@ -64,7 +42,7 @@ func TestIntentRecordsNameTheSecret(t *testing.T) {
 	h.policy(t, "reader", `path "prod/*" { capabilities = ["read"] }`)
 	h.fails(t, h.key(t, "reader", "reader"), "PutSecretValue", obj{"SecretId": "prod/db", "SecretString": "x"}, "AccessDeniedException")
 
-	recs := auditLog(t, dir)
+	recs := testaudit.Records(t, dir)
 	outcome := map[string]*audit.Record{}
 	for _, r := range recs {
 		if r.Type != core.TypeIntent {
@@ -257,12 +235,12 @@ func TestLongNamesRefused(t *testing.T) {
 	h.policy(t, "p", `path "x/*" { capabilities = ["read"] }`)
 	k := h.key(t, "k", "p")
 	huge := strings.Repeat("n", 200_000)
-	n0 := len(auditLog(t, dir))
+	n0 := len(testaudit.Records(t, dir))
 	r := h.fails(t, k, "CreateSecret", obj{"Name": huge, "SecretString": "v"}, "InvalidParameterException")
 	if r.status != http.StatusBadRequest || !strings.Contains(r.str("message"), "Name") {
 		t.Fatalf("huge Name = %d %s", r.status, r.raw)
 	}
-	recs := auditLog(t, dir)[n0:]
+	recs := testaudit.Records(t, dir)[n0:]
 	if len(recs) != 1 || recs[0].Error != "InvalidParameterException" || recs[0].Status != http.StatusBadRequest || len(recs[0].Path) > secret.MaxNameLen {
 		t.Fatalf("records of the refused call = %+v", recs)
 	}
@@ -292,7 +270,7 @@ func TestLongNamesRefused(t *testing.T) {
 			t.Errorf("%s: message %q does not name %s", tt.op, r.str("message"), tt.field)
 		}
 	}
-	for _, rec := range auditLog(t, dir) {
+	for _, rec := range testaudit.Records(t, dir) {
 		if len(rec.Path) > secret.MaxNameLen {
 			t.Fatalf("a record holds a %d-byte path (%s %s)", len(rec.Path), rec.Type, rec.Op)
 		}

@@ -6,7 +6,6 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/pem"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +14,6 @@ import (
 	"github.com/coffer-dev/coffer/client"
 	"github.com/coffer-dev/coffer/internal/audit"
 	"github.com/coffer-dev/coffer/internal/core"
-	"github.com/coffer-dev/coffer/internal/httpapi"
 	"github.com/coffer-dev/coffer/internal/storage/mem"
 )
 
@@ -148,20 +146,7 @@ func TestDescribeUnauthenticated(t *testing.T) {
 func TestAuditHashFindsWhatPutStored(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "audit")
-	c := core.New(core.Config{Backend: mem.New(), Audit: core.AuditConfig{Dir: dir}})
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{Core: c}))
-	t.Cleanup(srv.Close)
-	res, err := c.Init(ctx, 1, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Unseal(ctx, res.Keys[0]); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Seal)
-	t.Setenv("COFFER_ADDR", srv.URL)
-	t.Setenv("COFFER_TOKEN", res.RootToken)
-	t.Setenv("COFFER_CACERT", "")
+	startServer(t, core.Config{Backend: mem.New(), Audit: core.AuditConfig{Dir: dir}})
 	run := func(stdin string, args ...string) string {
 		t.Helper()
 		var out, errb bytes.Buffer

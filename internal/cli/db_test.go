@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"database/sql"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/coffer-dev/coffer/internal/core"
-	"github.com/coffer-dev/coffer/internal/httpapi"
 	"github.com/coffer-dev/coffer/internal/storage/mem"
 	"github.com/coffer-dev/coffer/internal/testdb"
 )
@@ -25,19 +23,7 @@ func TestMain(m *testing.M) { testdb.Main(m) }
 func TestDBAndLeaseCommands(t *testing.T) {
 	ctx := context.Background()
 	dbURL := testdb.Postgres(t)
-	c := core.New(core.Config{Backend: mem.New()})
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{Core: c}))
-	t.Cleanup(srv.Close)
-	res, err := c.Init(ctx, 1, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Unseal(ctx, res.Keys[0]); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("COFFER_ADDR", srv.URL)
-	t.Setenv("COFFER_TOKEN", res.RootToken)
-	t.Setenv("COFFER_CACERT", "")
+	c, _, _ := startServer(t, core.Config{Backend: mem.New()})
 
 	// The admin password comes from a file, never the command line.
 	admin, err := sql.Open("pgx", dbURL)

@@ -61,21 +61,8 @@ func waitFor(t testing.TB, buf *syncBuffer, want string) {
 // root client.
 func newRunServer(t testing.TB) *client.Client {
 	t.Helper()
-	ctx := context.Background()
-	c := core.New(core.Config{Backend: mem.New()})
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{Core: c}))
-	t.Cleanup(srv.Close)
-	res, err := c.Init(ctx, 1, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Unseal(ctx, res.Keys[0]); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("COFFER_ADDR", srv.URL)
-	t.Setenv("COFFER_TOKEN", res.RootToken)
-	t.Setenv("COFFER_CACERT", "")
-	cl, err := client.New(client.Config{Address: srv.URL, Token: res.RootToken})
+	_, addr, root := startServer(t, core.Config{Backend: mem.New()})
+	cl, err := client.New(client.Config{Address: addr, Token: root})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,6 +76,29 @@ func newRunServer(t testing.TB) *client.Client {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// startServer starts an initialized, unsealed in-process server with cfg,
+// points COFFER_ADDR and COFFER_TOKEN at it, and returns its core, address
+// and root token.
+func startServer(t testing.TB, cfg core.Config) (c *core.Core, addr, root string) {
+	t.Helper()
+	ctx := context.Background()
+	c = core.New(cfg)
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Core: c}))
+	t.Cleanup(srv.Close)
+	res, err := c.Init(ctx, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Unseal(ctx, res.Keys[0]); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Seal)
+	t.Setenv("COFFER_ADDR", srv.URL)
+	t.Setenv("COFFER_TOKEN", res.RootToken)
+	t.Setenv("COFFER_CACERT", "")
+	return c, srv.URL, res.RootToken
+}
 
 func put(t testing.TB, c *client.Client, name string, in client.PutInput) {
 	t.Helper()

@@ -5,13 +5,10 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,6 +18,7 @@ import (
 	"github.com/coffer-dev/coffer/internal/core"
 	"github.com/coffer-dev/coffer/internal/httpapi"
 	"github.com/coffer-dev/coffer/internal/storage/mem"
+	"github.com/coffer-dev/coffer/internal/testaudit"
 )
 
 // newAuditHarness starts an unsealed server whose audit log lives in dir.
@@ -45,26 +43,6 @@ func newAuditHarnessTB(t testing.TB, dir string) *harness {
 	return &harness{core: c, api: api, srv: srv, root: res.RootToken, keys: res.Keys, c: cl}
 }
 
-func readAll(t *testing.T, dir string) []*audit.Record {
-	t.Helper()
-	r, err := audit.NewReader(dir, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var out []*audit.Record
-	for {
-		rec, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, rec)
-	}
-}
-
 func TestAuditRecordsEveryRequest(t *testing.T) {
 	dir := t.TempDir()
 	h := newAuditHarness(t, dir)
@@ -83,7 +61,7 @@ func TestAuditRecordsEveryRequest(t *testing.T) {
 	if err := h.c.Do(ctx, "POST", "/v1/sys/audit/hash", map[string]string{"input": value}, &hash); err != nil {
 		t.Fatal(err)
 	}
-	recs := readAll(t, dir)
+	recs := testaudit.Records(t, dir)
 	find := func(op, decision string) *audit.Record {
 		for _, r := range recs {
 			if r.Type == audit.TypeRequest && r.Op == op && r.Decision == decision {
@@ -149,13 +127,13 @@ func TestAuditRecordsEveryRequest(t *testing.T) {
 // fills it, and expects requests to be refused with 503 and health to turn
 // unhealthy; freeing space recovers without a restart.
 func TestAuditFailsClosedOnFullDisk(t *testing.T) {
-	dir := tinyTmpfs(t)
+	dir := testaudit.TinyTmpfs(t)
 	h := newAuditHarness(t, filepath.Join(dir, "audit"))
 	ctx := context.Background()
 	if _, err := h.c.PutText(ctx, "a", "v"); err != nil {
 		t.Fatal(err)
 	}
-	free := fillDisk(t, dir)
+	free := testaudit.FillDisk(t, dir)
 	var err error
 	for i := 0; i < 200 && err == nil; i++ { // until the log's own buffer space is used up
 		_, err = h.c.Get(ctx, "a", client.Current())
@@ -197,46 +175,12 @@ func TestAuditFailsClosedOnFullDisk(t *testing.T) {
 	}
 }
 
-// tinyTmpfs mounts a 256 KiB tmpfs for the test (root only: skipped
-// elsewhere, unless COFFER_REQUIRE_TMPFS says it must run).
-func tinyTmpfs(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "tmpfs")
-	os.MkdirAll(dir, 0o700)
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", dir).CombinedOutput(); err != nil {
-		if os.Getenv("COFFER_REQUIRE_TMPFS") != "" {
-			t.Fatalf("mount tmpfs: %v %s", err, out)
-		}
-		t.Skipf("cannot mount a tmpfs here (needs root): %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
-	return dir
-}
-
-// fillDisk fills the file system of dir and returns a func that frees it.
-func fillDisk(t *testing.T, dir string) (free func()) {
-	t.Helper()
-	filler := filepath.Join(dir, "filler")
-	f, err := os.Create(filler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 4096)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			break
-		}
-	}
-	f.Close()
-	return func() { os.Remove(filler) }
-}
-
 // TestLoginFailsClosedOnFullDisk: a login uses up a secret_id and mints a
 // token, so while the audit log cannot be written it is refused before it
 // acts; the single-use secret_id still works once the log recovers. Probes
 // of unknown paths are on record too.
 func TestLoginFailsClosedOnFullDisk(t *testing.T) {
-	dir := tinyTmpfs(t)
+	dir := testaudit.TinyTmpfs(t)
 	auditDir := filepath.Join(dir, "audit")
 	h := newAuditHarness(t, auditDir)
 	if s := h.do(t, h.root, "PUT", "/v1/auth/approle/role/app", map[string]any{"token_policies": []string{"default"}, "secret_id_num_uses": 1}, nil); s != 200 {
@@ -252,7 +196,7 @@ func TestLoginFailsClosedOnFullDisk(t *testing.T) {
 	h.do(t, h.root, "POST", "/v1/auth/approle/role/app/secret-id", map[string]any{}, &sid)
 	login := map[string]string{"role_id": rid.RoleID, "secret_id": sid.SecretID}
 
-	free := fillDisk(t, dir)
+	free := testaudit.FillDisk(t, dir)
 	var s int
 	for i := 0; i < 200 && s != http.StatusServiceUnavailable; i++ { // until the log's own buffer space is used up
 		s = h.do(t, "", "POST", "/v1/auth/approle/login", login, nil)
@@ -269,7 +213,7 @@ func TestLoginFailsClosedOnFullDisk(t *testing.T) {
 	h.do(t, "", "GET", "/v1/secrets/a/../b", nil, nil)
 
 	var intent, outcome, probes bool
-	for _, rec := range readAll(t, auditDir) {
+	for _, rec := range testaudit.Records(t, auditDir) {
 		switch {
 		case rec.Op == "approle.login" && rec.Type == "intent":
 			intent = true

@@ -3,11 +3,7 @@ package vaultapi_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,6 +12,7 @@ import (
 	"github.com/coffer-dev/coffer/internal/audit"
 	"github.com/coffer-dev/coffer/internal/core"
 	"github.com/coffer-dev/coffer/internal/storage/mem"
+	"github.com/coffer-dev/coffer/internal/testaudit"
 )
 
 const msgAuditUnavailable = "audit log unavailable; request refused"
@@ -26,27 +23,6 @@ func newAuditHarness(t testing.TB, dir string) *harness {
 	h := newHarnessWith(t, core.Config{Backend: mem.New(), Audit: core.AuditConfig{Dir: dir}})
 	t.Cleanup(h.core.Seal)
 	return h
-}
-
-// readAll returns every record of the log in dir.
-func readAll(t testing.TB, dir string) []*audit.Record {
-	t.Helper()
-	r, err := audit.NewReader(dir, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var out []*audit.Record
-	for {
-		rec, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, rec)
-	}
 }
 
 // recordsOf returns the records of one operation, in order.
@@ -93,7 +69,7 @@ func TestAuditRecordsUnroutedRequests(t *testing.T) {
 	if status, body := h.serveRaw("GET", "/v1/secret/data/a//b", h.root); status != 400 || !strings.Contains(body, "segments") {
 		t.Errorf("GET secret/data/a//b = %d %s, want 400", status, body)
 	}
-	recs := readAll(t, dir)
+	recs := testaudit.Records(t, dir)
 	for _, tc := range []struct {
 		op     string
 		status []int
@@ -147,7 +123,7 @@ func TestAuditApproleLogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs := readAll(t, dir)
+	recs := testaudit.Records(t, dir)
 	got := recordsOf(recs, "vault.approle.login")
 	if len(got) != 4 {
 		t.Fatalf("login records = %d, want an intent and an outcome for each of 2 logins", len(got))
@@ -179,27 +155,11 @@ func TestAuditApproleLogin(t *testing.T) {
 	}
 }
 
-// mountTmpfs mounts a 256 KiB tmpfs for an audit log that can run out of
-// space, as internal/httpapi's TestAuditFailsClosedOnFullDisk does.
-func mountTmpfs(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "tmpfs")
-	os.MkdirAll(dir, 0o700)
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", dir).CombinedOutput(); err != nil {
-		if os.Getenv("COFFER_REQUIRE_TMPFS") != "" {
-			t.Fatalf("mount tmpfs: %v %s", err, out)
-		}
-		t.Skipf("cannot mount a tmpfs here (needs root): %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
-	return dir
-}
-
 // TestAuditOutageOnFullDisk fills the audit disk: a login is refused before
 // it spends its secret_id, unrouted requests are refused, and only a
 // token-less sys/health keeps answering its body.
 func TestAuditOutageOnFullDisk(t *testing.T) {
-	base := mountTmpfs(t)
+	base := testaudit.TinyTmpfs(t)
 	h := newAuditHarness(t, filepath.Join(base, "audit"))
 	ctx := context.Background()
 	r := approleRole("web", "reader")
@@ -214,15 +174,7 @@ func TestAuditOutageOnFullDisk(t *testing.T) {
 	}
 	login := `{"role_id":"` + role.RoleID + `","secret_id":"` + sid + `"}`
 
-	filler := filepath.Join(base, "filler")
-	f, _ := os.Create(filler)
-	buf := make([]byte, 4096)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			break
-		}
-	}
-	f.Close()
+	free := testaudit.FillDisk(t, base)
 	status := 0
 	for i := 0; i < 300 && status != 503; i++ { // until the log's own buffer space is used up
 		status, _ = h.do(t, "GET", "/v1/auth/token/lookup-self", h.root, "")
@@ -258,7 +210,7 @@ func TestAuditOutageOnFullDisk(t *testing.T) {
 		t.Errorf("a bad path on a full audit disk = %d %s, want 503", status, raw)
 	}
 
-	os.Remove(filler)
+	free()
 	// The refused login changed nothing: its single-use secret_id still works.
 	if status, body := h.do(t, "POST", "/v1/auth/approle/login", "", login); status != 200 {
 		t.Fatalf("login after recovery with the secret_id refused during the outage = %d %v, want 200", status, body)
