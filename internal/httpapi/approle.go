@@ -2,8 +2,10 @@ package httpapi
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 
+	"github.com/coffer-dev/coffer/internal/auth"
 	"github.com/coffer-dev/coffer/internal/auth/approle"
 )
 
@@ -26,6 +28,11 @@ func (a *API) approlePutRole(r *request) (any, error) {
 		return nil, err
 	}
 	in.Name = r.PathValue("role")
+	// A role hands its policies to whoever logs in with it: like a child
+	// token, it may carry only policies its writer holds.
+	if err := auth.CheckDelegation(r.principal, in.Policies); err != nil {
+		return nil, err
+	}
 	return a.core.AppRole.PutRole(r.ctx, in)
 }
 
@@ -51,6 +58,9 @@ func (a *API) approleRoleID(r *request) (any, error) {
 }
 
 func (a *API) approleNewSecretID(r *request) (any, error) {
+	if r.principal.BreakGlass {
+		return nil, fmt.Errorf("%w: a break-glass token cannot create credentials", auth.ErrForbidden)
+	}
 	var in struct {
 		Metadata map[string]string `json:"metadata"`
 		CIDRs    []string          `json:"cidrs"`

@@ -80,6 +80,9 @@ func (a *API) jwtPutRole(r *request) (any, error) {
 		return nil, err
 	}
 	in.Name = r.PathValue("role")
+	if err := auth.CheckDelegation(r.principal, in.Policies); err != nil { // see approlePutRole
+		return nil, err
+	}
 	if err := a.core.JWT.PutRole(r.ctx, in); err != nil {
 		return nil, err
 	}
@@ -120,6 +123,9 @@ func (a *API) certPutRole(r *request) (any, error) {
 		return nil, err
 	}
 	in.Name = r.PathValue("role")
+	if err := auth.CheckDelegation(r.principal, in.Policies); err != nil { // see approlePutRole
+		return nil, err
+	}
 	if err := a.core.Cert.PutRole(r.ctx, in); err != nil {
 		return nil, err
 	}

@@ -27,6 +27,28 @@ func (a *API) userpassRoutes() []route {
 	}
 }
 
+// selfTOTP is selfOr for the TOTP enrolment endpoints: once a second
+// factor is enrolled, replacing it takes that factor (a token whose login
+// passed TOTP), so that a stolen password alone cannot swap in the
+// thief's authenticator and lock the owner out.
+func (a *API) selfTOTP(r *request, op string) error {
+	user := r.PathValue("user")
+	if r.principal.Method != "userpass" || r.principal.IdentityID != "userpass:"+user || r.principal.MFA {
+		return a.selfOr(r, op, "update")
+	}
+	u, err := a.core.UserPass.GetUser(r.ctx, user)
+	if err != nil {
+		return err
+	}
+	if u.TOTPEnrolled {
+		if a.authorize(r, op, "auth/userpass/users/"+user, "update") == nil {
+			return nil
+		}
+		return fmt.Errorf("%w: a TOTP authenticator is already enrolled: log in with it (password and totp) to replace it, or ask an administrator to disable it", auth.ErrForbidden)
+	}
+	return nil
+}
+
 // selfOr lets a userpass user act on their own account, and anyone else
 // with capability on auth/userpass/users/NAME.
 func (a *API) selfOr(r *request, op, capability string) error {
@@ -47,6 +69,11 @@ type UserRequest struct {
 func (a *API) userpassPut(r *request) (any, error) {
 	var in UserRequest
 	if err := decode(r, &in); err != nil {
+		return nil, err
+	}
+	// A user's token policies go to whoever logs in as them: like a child
+	// token, they may name only policies the writer holds.
+	if err := auth.CheckDelegation(r.principal, in.TokenSettings.Policies); err != nil {
 		return nil, err
 	}
 	ts := in.TokenSettings
@@ -83,6 +110,9 @@ func (a *API) userpassPassword(r *request) (any, error) {
 	// An admin (update on the user) resets; the user themself must prove
 	// they know the current password (and TOTP), so a stolen token alone
 	// cannot take the account over.
+	if r.principal.BreakGlass {
+		return nil, fmt.Errorf("%w: a break-glass token cannot set passwords", auth.ErrForbidden)
+	}
 	if a.authorize(r, "userpass.password", "auth/userpass/users/"+user, "update") != nil {
 		if r.principal.Method != "userpass" || r.principal.IdentityID != "userpass:"+user {
 			return nil, fmt.Errorf("%w: changing another user's password needs update on auth/userpass/users/%s", auth.ErrForbidden, user)
@@ -95,7 +125,7 @@ func (a *API) userpassPassword(r *request) (any, error) {
 }
 
 func (a *API) userpassEnroll(r *request) (any, error) {
-	if err := a.selfOr(r, "userpass.totp-enroll", "update"); err != nil {
+	if err := a.selfTOTP(r, "userpass.totp-enroll"); err != nil {
 		return nil, err
 	}
 	secret, url, err := a.core.UserPass.EnrollTOTP(r.ctx, r.PathValue("user"), "Coffer")
@@ -107,7 +137,7 @@ func (a *API) userpassEnroll(r *request) (any, error) {
 }
 
 func (a *API) userpassConfirm(r *request) (any, error) {
-	if err := a.selfOr(r, "userpass.totp-confirm", "update"); err != nil {
+	if err := a.selfTOTP(r, "userpass.totp-confirm"); err != nil {
 		return nil, err
 	}
 	var in struct {
