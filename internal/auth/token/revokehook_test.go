@@ -13,7 +13,8 @@ import (
 
 // TestOnRevoke checks that every way a token dies tells the hook first:
 // explicit revocation (with its children), the last use, and the tidy of
-// expired tokens; and that a failing hook keeps the token.
+// expired tokens; and that a failing hook keeps the token (unusable) for a
+// retry, which TidyExpired makes.
 func TestOnRevoke(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -73,7 +74,18 @@ func TestOnRevoke(t *testing.T) {
 	if err := s.Revoke(ctx, kept); err == nil {
 		t.Fatal("Revoke with a failing hook = nil")
 	}
-	if _, err := s.Lookup(ctx, tok); err != nil {
-		t.Errorf("token gone although its leases could not be revoked: %v", err)
+	// The token is kept so that the revocation can be retried, but the
+	// revocation has begun: it no longer authenticates.
+	if _, err := s.Lookup(ctx, tok); err == nil {
+		t.Error("token still usable after a revocation that failed in the hook")
+	}
+	mu.Lock()
+	fail = nil
+	mu.Unlock()
+	if _, err := s.TidyExpired(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(seen, kept.Accessor) {
+		t.Error("tidy did not finish the failed revocation")
 	}
 }

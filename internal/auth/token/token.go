@@ -35,6 +35,7 @@ const (
 	byAccessPrefix = "auth/token/a/" // + accessor -> hash
 	childPrefix    = "auth/token/c/" // + parent accessor + "/" + child accessor -> ""
 	expiryPrefix   = "auth/token/x/" // + unix seconds (20 digits) + "/" + accessor -> ""
+	revokingPrefix = "auth/token/r/" // + accessor -> "": revocation begun, not finished
 	accessorPrefix = "acc_"          // accessors look like acc_XXXXXXXX
 	maxTreeDepth   = 64              // bounds recursion when revoking subtrees
 )
@@ -73,6 +74,10 @@ type Entry struct {
 	NumUses     int               `json:"num_uses,omitempty"` // uses left; 0: unlimited
 	Parent      string            `json:"parent,omitempty"`   // parent accessor; "" for orphans
 	BreakGlass  string            `json:"break_glass_justification,omitempty"`
+	// Revoking marks a token whose revocation has begun: it authenticates
+	// nothing, gets no new children and cannot be renewed, and a later
+	// Revoke or TidyExpired finishes the revocation.
+	Revoking bool `json:"revoking,omitempty"`
 
 	hash string // storage id; not serialized
 }
@@ -112,8 +117,10 @@ type Service struct {
 // OnRevoke registers fn, called with the accessor of every token about to
 // be deleted by a revocation (explicit, of a parent, on last use, or by
 // TidyExpired), before it is deleted. The lease manager uses it to revoke
-// what the token obtained. If fn fails the token is kept and the
-// revocation returns the error, so that it can be retried.
+// what the token obtained. If fn fails the token is kept, unusable and
+// marked as being revoked, and the revocation returns the error; Revoke or
+// TidyExpired retries it. fn must not block on Create for the same token:
+// such a Create is refused.
 func (s *Service) OnRevoke(fn func(ctx context.Context, accessor string) error) {
 	s.mu.Lock()
 	s.onRevoke = fn
@@ -366,6 +373,13 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (string, *Entry, e
 				}
 				return err
 			}
+			// A parent whose revocation has begun takes no new children:
+			// revokeTree may already have listed them.
+			if _, err := tx.Get(revokingPrefix + e.Parent); err == nil {
+				return fmt.Errorf("parent token was revoked: %w", auth.ErrUnauthenticated)
+			} else if !errors.Is(err, storage.ErrNotFound) {
+				return err
+			}
 			if err := tx.Put(childPrefix+e.Parent+"/"+e.Accessor, nil); err != nil {
 				return err
 			}
@@ -412,6 +426,11 @@ func (s *Service) expired(e *Entry) bool {
 	return e.ExpiresAt != nil && !s.now().Before(*e.ExpiresAt)
 }
 
+// dead reports whether e authenticates nothing: expired or being revoked.
+func (s *Service) dead(e *Entry) bool {
+	return e.Revoking || s.expired(e)
+}
+
 // Lookup returns the entry of a live token, or auth.ErrUnauthenticated. It
 // does not consume a use; Use does.
 func (s *Service) Lookup(ctx context.Context, tok string) (*Entry, error) {
@@ -446,7 +465,7 @@ func (s *Service) Lookup(ctx context.Context, tok string) (*Entry, error) {
 		}
 		s.cacheIfCurrent(h, e, gen)
 	}
-	if s.expired(e) {
+	if s.dead(e) {
 		return nil, auth.ErrUnauthenticated
 	}
 	return e, nil
@@ -474,7 +493,7 @@ func (s *Service) Use(ctx context.Context, tok string) (*Entry, error) {
 		if err != nil {
 			return err
 		}
-		if cur.NumUses <= 0 {
+		if cur.NumUses <= 0 || cur.Revoking {
 			return auth.ErrUnauthenticated
 		}
 		cur.NumUses--
@@ -531,14 +550,16 @@ func (s *Service) LookupAccessor(ctx context.Context, accessor string) (*Entry, 
 	if err != nil {
 		return nil, err
 	}
-	if s.expired(e) {
+	if s.dead(e) {
 		return nil, ErrNotFound
 	}
 	return e, nil
 }
 
 // Renew extends a renewable token by increment (0: its TTL), never past its
-// maximum; a periodic token is extended by its period. It returns the new entry.
+// maximum nor past its parent's expiry; a periodic token is extended by its
+// period. A child whose parent expired or is being revoked is not renewed.
+// It returns the new entry.
 func (s *Service) Renew(ctx context.Context, e *Entry, increment time.Duration) (*Entry, error) {
 	if !e.Renewable {
 		return nil, ErrNotRenewable
@@ -560,8 +581,19 @@ func (s *Service) Renew(ctx context.Context, e *Entry, increment time.Duration) 
 		if err != nil {
 			return err
 		}
-		if s.expired(cur) {
+		if s.dead(cur) {
 			return auth.ErrUnauthenticated
+		}
+		var parentExp *time.Time
+		if cur.Parent != "" {
+			p, err := parentEntry(tx, cur.Parent)
+			if err != nil {
+				return err
+			}
+			if p == nil || s.dead(p) {
+				return auth.ErrUnauthenticated // a child never outlives its parent
+			}
+			parentExp = p.ExpiresAt
 		}
 		now := s.now().UTC()
 		d := increment
@@ -574,6 +606,9 @@ func (s *Service) Renew(ctx context.Context, e *Entry, increment time.Duration) 
 		exp := now.Add(d)
 		if cur.MaxExpires != nil && exp.After(*cur.MaxExpires) {
 			exp = *cur.MaxExpires
+		}
+		if parentExp != nil && exp.After(*parentExp) {
+			exp = *parentExp
 		}
 		if err := tx.Delete(expiryKey(cur)); err != nil {
 			return err
@@ -589,38 +624,86 @@ func (s *Service) Renew(ctx context.Context, e *Entry, increment time.Duration) 
 	return out, nil
 }
 
-// Revoke deletes a token and every token in its subtree. Once Revoke
-// returns, Lookup refuses all of them.
-func (s *Service) Revoke(ctx context.Context, e *Entry) error {
-	return s.revokeTree(ctx, e.Accessor, 0)
+// parentEntry reads, inside tx, the entry of the token with this accessor;
+// nil if there is none.
+func parentEntry(tx storage.Tx, accessor string) (*Entry, error) {
+	h, err := tx.Get(byAccessPrefix + accessor)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	raw, err := tx.Get(byHashPrefix + string(h))
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return decodeEntry(raw, string(h))
 }
 
-func (s *Service) revokeTree(ctx context.Context, accessor string, depth int) error {
+// Revoke deletes a token and every token in its subtree. Once Revoke
+// returns, Lookup refuses all of them. If it fails, the tokens it reached
+// stay unusable and a later Revoke or TidyExpired finishes the job.
+func (s *Service) Revoke(ctx context.Context, e *Entry) error {
+	return s.revokeTree(ctx, e.Accessor, "", 0)
+}
+
+// revokeTree revokes the token with this accessor and its subtree; parent
+// is the accessor whose child index listed it ("" for the top of the tree).
+//
+//  1. it marks the token as being revoked, in storage (the entry's Revoking
+//     flag and the revokingPrefix index) and by dropping it from the cache:
+//     from then on the token authenticates nothing and Create refuses it as
+//     a parent, so no child can appear after the children are listed;
+//  2. it revokes the children, then the leases (OnRevoke), and lists the
+//     children again, repeating until there are none;
+//  3. it deletes the token, its indexes and the mark.
+//
+// A crash or a failed hook leaves the mark: the token stays unusable and
+// TidyExpired (or another Revoke) resumes at step 1.
+func (s *Service) revokeTree(ctx context.Context, accessor, parent string, depth int) error {
 	if depth > maxTreeDepth {
 		return errors.New("token tree deeper than 64 levels")
 	}
-	// Children first, so a failure leaves the parent (and the way to retry) in place.
+	if err := s.markRevoking(ctx, accessor); err != nil {
+		return err
+	}
 	for {
-		keys, err := s.store.List(ctx, childPrefix+accessor+"/", "", 100)
+		// Children first, so a failure leaves the parent (and the way to retry) in place.
+		for {
+			keys, err := s.store.List(ctx, childPrefix+accessor+"/", "", 100)
+			if err != nil {
+				return err
+			}
+			if len(keys) == 0 {
+				break
+			}
+			for _, k := range keys {
+				child := strings.TrimPrefix(k, childPrefix+accessor+"/")
+				if err := s.revokeTree(ctx, child, accessor, depth+1); err != nil {
+					return err
+				}
+			}
+		}
+		s.mu.RLock()
+		hook := s.onRevoke
+		s.mu.RUnlock()
+		if hook != nil {
+			if err := hook(ctx, accessor); err != nil {
+				return fmt.Errorf("revoke the token's leases: %w", err)
+			}
+		}
+		// The mark keeps Create from adding children; check anyway, since a
+		// child that survived its parent could never be revoked through it.
+		keys, err := s.store.List(ctx, childPrefix+accessor+"/", "", 1)
 		if err != nil {
 			return err
 		}
 		if len(keys) == 0 {
 			break
-		}
-		for _, k := range keys {
-			child := strings.TrimPrefix(k, childPrefix+accessor+"/")
-			if err := s.revokeTree(ctx, child, depth+1); err != nil {
-				return err
-			}
-		}
-	}
-	s.mu.RLock()
-	hook := s.onRevoke
-	s.mu.RUnlock()
-	if hook != nil {
-		if err := hook(ctx, accessor); err != nil {
-			return fmt.Errorf("revoke the token's leases: %w", err)
 		}
 	}
 	var hash string
@@ -628,6 +711,15 @@ func (s *Service) revokeTree(ctx context.Context, accessor string, depth int) er
 		s.drop(string(h)) // before the delete: no lookup may cache it from now on
 	}
 	err := s.store.Update(ctx, func(tx storage.Tx) error {
+		if err := tx.Delete(revokingPrefix + accessor); err != nil {
+			return err
+		}
+		if parent != "" {
+			// Even if the entry is gone, so that the parent never lists it again.
+			if err := tx.Delete(childPrefix + parent + "/" + accessor); err != nil {
+				return err
+			}
+		}
 		h, err := tx.Get(byAccessPrefix + accessor)
 		if errors.Is(err, storage.ErrNotFound) {
 			hash = ""
@@ -657,6 +749,49 @@ func (s *Service) revokeTree(ctx context.Context, accessor string, depth int) er
 		s.drop(hash)
 	}
 	return err
+}
+
+// markRevoking persists that the revocation of accessor has begun and drops
+// the token from the cache. A missing token is left unmarked.
+func (s *Service) markRevoking(ctx context.Context, accessor string) error {
+	var hash string
+	err := s.store.Update(ctx, func(tx storage.Tx) error {
+		hash = ""
+		h, err := tx.Get(byAccessPrefix + accessor)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		raw, err := tx.Get(byHashPrefix + string(h))
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		e, err := decodeEntry(raw, string(h))
+		if err != nil {
+			return err
+		}
+		hash = e.hash
+		if err := tx.Put(revokingPrefix+accessor, nil); err != nil {
+			return err
+		}
+		if e.Revoking {
+			return nil
+		}
+		e.Revoking = true
+		return putEntry(tx, e)
+	})
+	if hash != "" {
+		s.drop(hash) // also counts a revocation: lookups reading storage must not cache the unmarked entry
+	}
+	if err != nil {
+		return fmt.Errorf("mark token as being revoked: %w", err)
+	}
+	return nil
 }
 
 // Info is a token's entry as admins may list it: never the token.
@@ -690,9 +825,41 @@ func (s *Service) List(ctx context.Context, after string, limit int) ([]*Entry, 
 	return out, next, nil
 }
 
-// TidyExpired revokes expired tokens (with their subtrees) in batches and
-// returns how many it removed.
+// TidyExpired revokes expired tokens (with their subtrees) in batches,
+// finishes revocations that were interrupted (by a crash or a failing
+// OnRevoke hook), and returns how many tokens it removed.
 func (s *Service) TidyExpired(ctx context.Context) (int, error) {
+	n, err := s.tidyExpired(ctx)
+	if err != nil {
+		return n, err
+	}
+	m, err := s.finishRevocations(ctx)
+	return n + m, err
+}
+
+// finishRevocations resumes every revocation that began and did not end.
+func (s *Service) finishRevocations(ctx context.Context) (int, error) {
+	n := 0
+	for {
+		keys, err := s.store.List(ctx, revokingPrefix, "", 256)
+		if err != nil || len(keys) == 0 {
+			return n, err
+		}
+		for _, k := range keys {
+			if _, err := s.store.Get(ctx, k); errors.Is(err, storage.ErrNotFound) {
+				continue // finished meanwhile, as part of a parent's subtree
+			}
+			// Deleting the mark is revokeTree's last step, so each pass
+			// lists fewer keys, or returns an error.
+			if err := s.revokeTree(ctx, strings.TrimPrefix(k, revokingPrefix), "", 0); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+}
+
+func (s *Service) tidyExpired(ctx context.Context) (int, error) {
 	n := 0
 	cutoff := fmt.Sprintf("%s%020d", expiryPrefix, s.now().Unix())
 	for {
@@ -706,7 +873,7 @@ func (s *Service) TidyExpired(ctx context.Context) (int, error) {
 				return n, nil
 			}
 			acc := k[strings.LastIndexByte(k, '/')+1:]
-			if err := s.revokeTree(ctx, acc, 0); err != nil {
+			if err := s.revokeTree(ctx, acc, "", 0); err != nil {
 				return n, err
 			}
 			// Renewed tokens left a stale index key behind; remove it either way.
