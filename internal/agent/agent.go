@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -167,7 +168,9 @@ func boolFloat(b bool) float64 {
 	return 0
 }
 
-// Handler returns the cache listener's handler (for tests and embedding).
+// Handler returns the cache listener's handler (for tests and embedding):
+// the unix socket's, which refuses requests with an Origin header but does
+// not check the Host as the TCP listener does.
 func (a *Agent) Handler() http.Handler { return a.handler }
 
 // Start binds the listeners and starts logging in, following events,
@@ -256,7 +259,7 @@ func (a *Agent) listen() error {
 				return fmt.Errorf("cache listen_tcp: %w", err)
 			}
 			a.tcpAddr = ln.Addr()
-			a.add(ln, a.handler)
+			a.add(ln, &hostGuard{next: a.handler, port: ":" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), allowed: c.allowedHosts})
 		}
 	}
 	if a.cfg.MetricsListen != "" {

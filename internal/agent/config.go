@@ -41,6 +41,7 @@ const (
 //	cache {
 //	  listen_unix = "/run/coffer/agent.sock"
 //	  listen_tcp  = "127.0.0.1:8211"
+//	  allowed_hosts = ["coffer-agent"]       # optional, with listen_tcp
 //	  ttl         = "5m"
 //	  max_stale   = "1h"
 //	}
@@ -86,12 +87,19 @@ type Cache struct {
 	ListenUnix string `hcl:"listen_unix,optional"`
 	SocketMode string `hcl:"socket_mode,optional"` // octal, default 0600
 	ListenTCP  string `hcl:"listen_tcp,optional"`  // loopback only
-	TTL        string `hcl:"ttl,optional"`
-	MaxStale   string `hcl:"max_stale,optional"` // "0s" turns stale answers off
-	MaxEntries int    `hcl:"max_entries,optional"`
+	// AllowedHosts are host names, besides localhost and loopback
+	// addresses, that requests to listen_tcp may carry in their Host
+	// header (names mapped to loopback in /etc/hosts, say). Any other Host
+	// is refused, so a web page cannot reach the listener by DNS
+	// rebinding.
+	AllowedHosts []string `hcl:"allowed_hosts,optional"`
+	TTL          string   `hcl:"ttl,optional"`
+	MaxStale     string   `hcl:"max_stale,optional"` // "0s" turns stale answers off
+	MaxEntries   int      `hcl:"max_entries,optional"`
 
 	ttl, maxStale time.Duration
 	socketMode    os.FileMode
+	allowedHosts  []string // AllowedHosts in lower case
 }
 
 // Template renders a file from secrets.
@@ -274,7 +282,36 @@ func (c *Cache) validate() error {
 			return fmt.Errorf("cache listen_tcp %q: bad port", c.ListenTCP)
 		}
 	}
+	if len(c.AllowedHosts) > 0 && c.ListenTCP == "" {
+		return errors.New("cache allowed_hosts needs listen_tcp")
+	}
+	c.allowedHosts = nil
+	for _, h := range c.AllowedHosts {
+		if !validHostName(h) {
+			return fmt.Errorf("cache allowed_hosts %q: want a host name without port, scheme or wildcard, like \"coffer-agent\"", h)
+		}
+		c.allowedHosts = append(c.allowedHosts, strings.ToLower(h))
+	}
 	return nil
+}
+
+// validHostName reports whether s is a DNS host name: letters, digits,
+// '-', '_' and non-empty dot-separated labels.
+func validHostName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func (t *Template) validate() error {

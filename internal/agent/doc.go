@@ -18,5 +18,7 @@
 //
 // Security boundary: the cache listener answers anyone who can reach it
 // with whatever the agent's token may read. It listens on a unix socket
-// created 0600 (or 0660) and on loopback TCP only; see docs/agent.md.
+// created 0600 (or 0660) and on loopback TCP only, and refuses what only
+// web browsers send (an Origin header; on TCP, a Host that is not a
+// loopback name), against DNS rebinding; see docs/agent.md.
 package agent

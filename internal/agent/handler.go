@@ -3,6 +3,7 @@ package agent
 import (
 	"encoding/json"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -13,7 +14,11 @@ const secretsPrefix = "/v1/secrets/"
 // handler serves the cache listener: GET /v1/secrets/{name} (with ?version=
 // or ?stage=) answered as the server would, with the agent's token, and GET
 // /v1/sys/health about the agent itself. Applications send no token; the
-// listener's reach (a 0600 socket, loopback TCP) is the boundary.
+// listener's reach (a 0600 socket, loopback TCP) is the boundary. Web
+// browsers on the host can reach loopback TCP too, so the handler refuses
+// every request with an Origin header (which browsers send and the SDK,
+// curl and other programs do not), and the TCP listener also refuses Host
+// names other than loopback ones (hostGuard), against DNS rebinding.
 type handler struct {
 	c       *cache
 	m       *metrics
@@ -32,6 +37,11 @@ func newCacheHeaders() cacheHeaders {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, ok := r.Header["Origin"]; ok {
+		writeAgentError(w, http.StatusForbidden, "origin_refused",
+			"the agent refuses requests with an Origin header: only a web browser sends one, and web pages must not read the agent's secrets")
+		return
+	}
 	path := r.URL.Path
 	switch {
 	case strings.HasPrefix(path, secretsPrefix):
@@ -52,6 +62,62 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeAgentError(w, http.StatusNotFound, "not_found", "the agent serves GET /v1/secrets/{name} and GET /v1/sys/health")
 	}
+}
+
+// hostGuard is the TCP listener's handler: it passes on only requests
+// whose Host is localhost, a loopback address or a name in allowed, each
+// without a port or with the listener's. A web page that makes its own
+// host name resolve to 127.0.0.1 (DNS rebinding) is thus refused: its
+// browser sends that name as the Host.
+type hostGuard struct {
+	next    http.Handler
+	port    string   // ":" and the listener's port, in decimal
+	allowed []string // cache allowed_hosts, in lower case
+}
+
+func (g *hostGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !g.allowedHost(r.Host) {
+		writeAgentError(w, http.StatusForbidden, "host_refused",
+			"the agent's TCP listener answers only requests whose Host header is localhost, a loopback address or a name in the cache block's allowed_hosts (against DNS rebinding by web pages)")
+		return
+	}
+	g.next.ServeHTTP(w, r)
+}
+
+// allowedHost reports whether the Host header value hostport names the
+// listener. It allocates nothing (but for some refused hosts).
+func (g *hostGuard) allowedHost(hostport string) bool {
+	host, port := hostport, ""
+	bracketed := strings.HasPrefix(hostport, "[")
+	if bracketed {
+		end := strings.IndexByte(hostport, ']')
+		if end < 0 {
+			return false
+		}
+		host, port = hostport[1:end], hostport[end+1:]
+	} else if i := strings.IndexByte(hostport, ':'); i >= 0 {
+		host, port = hostport[:i], hostport[i:]
+	}
+	if port != "" && port != g.port {
+		return false
+	}
+	if host == "" {
+		return false
+	}
+	if bracketed || strings.Trim(host, "0123456789.") == "" {
+		// An IPv6 address only in brackets, an IPv4 one only without.
+		ip, err := netip.ParseAddr(host)
+		return err == nil && ip.IsLoopback() && bracketed == ip.Is6()
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	for _, a := range g.allowed {
+		if strings.EqualFold(host, a) {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *handler) serveSecret(w http.ResponseWriter, r *http.Request, name string) {
