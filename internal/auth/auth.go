@@ -36,6 +36,12 @@ type Principal struct {
 	MFA bool
 	// BreakGlass marks an emergency token.
 	BreakGlass bool
+	// IdentityName and IdentityMeta are what the caller stands for in
+	// policy templates ({{identity.name}}, {{identity.meta.KEY}}), set by
+	// the auth method, never by the caller: for a child token, its
+	// creator's (see token.Entry). Name and Meta are descriptive only.
+	IdentityName string
+	IdentityMeta map[string]string
 }
 
 // Root reports whether the principal holds the root policy.

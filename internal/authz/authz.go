@@ -247,7 +247,7 @@ func (s *Service) set(names []string) (*policy.Set, error) {
 func request(p *auth.Principal, c auth.Check, now time.Time) policy.Request {
 	return policy.Request{
 		Path: c.Path, Capability: c.Capability, Source: c.Source, Time: now, MFA: p.MFA,
-		Identity: policy.Identity{ID: p.IdentityID, Name: strings.TrimPrefix(p.Name, p.Method+"/"), Meta: p.Meta},
+		Identity: policy.Identity{ID: p.IdentityID, Name: p.IdentityName, Meta: p.IdentityMeta},
 	}
 }
 

@@ -94,3 +94,39 @@ func TestTOTPReplacementNeedsTheEnrolledFactor(t *testing.T) {
 		t.Fatalf("re-enrolment with MFA = %d, want 200", s)
 	}
 }
+
+// TestChildTokenCannotPoseAsAnotherIdentity: a child token's display name
+// and meta are its creator's free choice; in policy templates it stands
+// for its creator.
+func TestChildTokenCannotPoseAsAnotherIdentity(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	h.c.ApplyPolicies(ctx, map[string]string{"apps": `
+path "apps/{{identity.name}}/*" { capabilities = ["read"] }
+path "ci/{{identity.meta.repository}}/*" { capabilities = ["read"] }
+`}, false)
+	for _, n := range []string{"apps/alice/db", "apps/bob/db", "ci/payments/key"} {
+		h.c.PutText(ctx, n, "v")
+	}
+	if s := h.do(t, h.root, "PUT", "/v1/auth/userpass/users/alice", map[string]any{"password": "alice-password-1", "token_policies": []string{"apps"}}, nil); s != 200 {
+		t.Fatalf("put user = %d", s)
+	}
+	var alice loginAnswer
+	if s := h.do(t, "", "POST", "/v1/auth/userpass/login", map[string]string{"username": "alice", "password": "alice-password-1"}, &alice); s != 200 {
+		t.Fatalf("login = %d", s)
+	}
+	var child loginAnswer
+	if s := h.do(t, alice.Token, "POST", "/v1/auth/token/create", map[string]any{"display_name": "bob", "meta": map[string]string{"repository": "payments"}}, &child); s != http.StatusCreated {
+		t.Fatalf("child create = %d", s)
+	}
+	for path, want := range map[string]int{"apps/bob/db": 403, "ci/payments/key": 403, "apps/alice/db": 200} {
+		if s, _ := h.raw(t, "GET", "/v1/secrets/"+path, child.Token, ""); s != want {
+			t.Errorf("child of alice named bob reads %s = %d, want %d", path, s, want)
+		}
+	}
+	var grandchild loginAnswer
+	h.do(t, child.Token, "POST", "/v1/auth/token/create", map[string]any{"display_name": "bob"}, &grandchild)
+	if s, _ := h.raw(t, "GET", "/v1/secrets/apps/alice/db", grandchild.Token, ""); s != 200 {
+		t.Errorf("grandchild of alice reads apps/alice/db = %d, want 200", s)
+	}
+}

@@ -37,6 +37,7 @@ func (h *harness) do(t testing.TB, tok, method, path string, in, out any) int {
 type loginAnswer struct {
 	Token string `json:"token"`
 	Info  struct {
+		Accessor    string            `json:"accessor"`
 		DisplayName string            `json:"display_name"`
 		Policies    []string          `json:"policies"`
 		Meta        map[string]string `json:"meta"`

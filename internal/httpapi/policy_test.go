@@ -46,11 +46,24 @@ func TestPoliciesGovernAccess(t *testing.T) {
 	if _, err := root.ApplyPolicies(ctx, map[string]string{"payments": paymentsPolicy, "ops": opsPolicy}, false); err != nil {
 		t.Fatal(err)
 	}
-	nt, err := root.CreateToken(ctx, client.TokenCreateInput{DisplayName: "payments", Policies: []string{"payments"}})
-	if err != nil {
+	// The payments service logs in with its AppRole: in templates it is
+	// "payments" (the role's name), whatever its tokens' display names.
+	if err := root.Do(ctx, "PUT", "/v1/auth/approle/role/payments", map[string]any{"token_policies": []string{"payments"}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	app := root.WithToken(nt.Token)
+	var rid struct {
+		RoleID string `json:"role_id"`
+	}
+	var sid struct {
+		SecretID string `json:"secret_id"`
+	}
+	root.Do(ctx, "GET", "/v1/auth/approle/role/payments/role-id", nil, &rid)
+	root.Do(ctx, "POST", "/v1/auth/approle/role/payments/secret-id", map[string]any{}, &sid)
+	var l loginAnswer
+	if s := h.do(t, "", "POST", "/v1/auth/approle/login", map[string]string{"role_id": rid.RoleID, "secret_id": sid.SecretID}, &l); s != 200 {
+		t.Fatalf("approle login = %d", s)
+	}
+	app := root.WithToken(l.Token)
 
 	if s, err := app.Get(ctx, "prod/payments/db", client.Current()); err != nil || s.Text() != "v-prod/payments/db" {
 		t.Fatalf("app read own secret = %v, %v", s, err)
@@ -100,12 +113,12 @@ func TestPoliciesGovernAccess(t *testing.T) {
 		t.Errorf("app seal = %v, want forbidden", err)
 	}
 	// Explain names the rules.
-	ex, err := root.ExplainPolicy(ctx, client.ExplainInput{Token: nt.Token, Path: "prod/payments/admin/master", Capability: "read"})
+	ex, err := root.ExplainPolicy(ctx, client.ExplainInput{Token: l.Token, Path: "prod/payments/admin/master", Capability: "read"})
 	if err != nil || ex.Allowed || !strings.Contains(string(ex.Decision), "prod/payments/admin/*") {
 		t.Errorf("explain = %+v %s, %v", ex, ex.Decision, err)
 	}
-	// Revoking the parent kills the child at once.
-	if err := root.RevokeAccessor(ctx, nt.Info.Accessor); err != nil {
+	// Revoking the token takes effect at once.
+	if err := root.RevokeAccessor(ctx, l.Info.Accessor); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := app.Get(ctx, "prod/payments/db", client.Current()); client.ErrorCode(err) != "unauthenticated" {

@@ -79,6 +79,9 @@ func (k *Key) Principal() *auth.Principal {
 		Meta:       map[string]string{"name": k.Name, "access_key_id": k.AccessKeyID},
 		IdentityID: Method + ":" + k.Name,
 		Method:     Method,
+		// In templates an access key stands for its name, as it did.
+		IdentityName: k.Name,
+		IdentityMeta: map[string]string{"name": k.Name, "access_key_id": k.AccessKeyID},
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -78,15 +79,40 @@ type Entry struct {
 	// nothing, gets no new children and cannot be renewed, and a later
 	// Revoke or TidyExpired finishes the revocation.
 	Revoking bool `json:"revoking,omitempty"`
+	// IdentityName and IdentityMeta are what a child token (method
+	// "token") stands for in policy templates ({{identity.name}},
+	// {{identity.meta.KEY}}): its creator's, copied at creation. Its own
+	// display name and meta are the creator's free choice and never feed
+	// a policy. Unset on login tokens, whose identity is their login's.
+	IdentityName string            `json:"identity_name,omitempty"`
+	IdentityMeta map[string]string `json:"identity_meta,omitempty"`
 
 	hash string // storage id; not serialized
 }
 
 // Principal returns the caller this entry authenticates.
 func (e *Entry) Principal() *auth.Principal {
+	name, meta := e.identity()
 	return &auth.Principal{Name: e.DisplayName, Accessor: e.Accessor, Policies: e.Policies, Meta: e.Meta,
-		IdentityID: e.IdentityID, Method: e.Method, MFA: e.MFA, BreakGlass: e.BreakGlass != ""}
+		IdentityID: e.IdentityID, Method: e.Method, MFA: e.MFA, BreakGlass: e.BreakGlass != "",
+		IdentityName: name, IdentityMeta: meta}
 }
+
+// identity returns the name and metadata the token stands for in policy
+// templates. A login token's are its login's: the display name after the
+// method ("userpass/alice" is alice) and its meta, both set by the auth
+// method. A child token's are its creator's, recorded at creation (a child
+// made before they were recorded stands for nobody: templates match
+// nothing for it).
+func (e *Entry) identity() (string, map[string]string) {
+	if e.Method == childMethod {
+		return e.IdentityName, e.IdentityMeta
+	}
+	return strings.TrimPrefix(e.DisplayName, e.Method+"/"), e.Meta
+}
+
+// childMethod is the Method of tokens created by other tokens.
+const childMethod = "token"
 
 // Store is what the token service needs from the barrier.
 type Store interface {
@@ -333,6 +359,10 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (string, *Entry, e
 		IdentityID: in.IdentityID, Method: in.Method, Policies: slices.Clone(in.Policies), Meta: in.Meta,
 		MFA: in.MFA, CreatedAt: now, Renewable: in.Renewable, NumUses: in.NumUses, BreakGlass: in.BreakGlass,
 		hash: h,
+	}
+	if in.Method == childMethod && in.Parent != nil {
+		e.IdentityName, e.IdentityMeta = in.Parent.identity()
+		e.IdentityMeta = maps.Clone(e.IdentityMeta)
 	}
 	if !in.NoExpiry {
 		ttl, maxTTL := in.TTL, in.MaxTTL
