@@ -210,11 +210,13 @@ func (a *API) tokenRenewAccessor(r *request) (any, error) {
 }
 
 func (a *API) tokenRevokeAccessor(r *request) (any, error) {
-	e, err := a.byAccessor(r)
-	if err != nil {
-		return nil, err
+	// Also finishes a revocation that stopped half way (its token is no
+	// longer live, so byAccessor would not find it).
+	err := a.core.Tokens.RevokeAccessor(r.ctx, r.PathValue("accessor"))
+	if errors.Is(err, token.ErrNotFound) {
+		return nil, &apiError{http.StatusNotFound, "not_found", "no live token has that accessor"}
 	}
-	return nil, a.core.Tokens.Revoke(r.ctx, e)
+	return nil, err
 }
 
 func (a *API) tokenList(r *request) (any, error) {

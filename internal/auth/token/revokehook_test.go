@@ -88,4 +88,26 @@ func TestOnRevoke(t *testing.T) {
 	if !slices.Contains(seen, kept.Accessor) {
 		t.Error("tidy did not finish the failed revocation")
 	}
+
+	// An administrator can also finish it by accessor, though the token
+	// is no longer live.
+	_, again, _ := s.Create(ctx, CreateInput{DisplayName: "again"})
+	mu.Lock()
+	fail = errors.New("storage down")
+	mu.Unlock()
+	if err := s.Revoke(ctx, again); err == nil {
+		t.Fatal("Revoke with a failing hook = nil")
+	}
+	mu.Lock()
+	fail = nil
+	mu.Unlock()
+	if _, err := s.LookupAccessor(ctx, again.Accessor); !errors.Is(err, ErrNotFound) {
+		t.Errorf("LookupAccessor of a token being revoked = %v, want ErrNotFound", err)
+	}
+	if err := s.RevokeAccessor(ctx, again.Accessor); err != nil {
+		t.Fatalf("RevokeAccessor of a half-revoked token = %v", err)
+	}
+	if err := s.RevokeAccessor(ctx, again.Accessor); !errors.Is(err, ErrNotFound) {
+		t.Errorf("RevokeAccessor once finished = %v, want ErrNotFound", err)
+	}
 }

@@ -681,6 +681,27 @@ func (s *Service) Revoke(ctx context.Context, e *Entry) error {
 	return s.revokeTree(ctx, e.Accessor, "", 0)
 }
 
+// RevokeAccessor revokes the token with this accessor and its subtree, as
+// Revoke does, and also finishes a revocation that began and stopped (a
+// failed lease hook, a crash), which LookupAccessor no longer shows. It
+// returns ErrNotFound if there is neither a live token nor an unfinished
+// revocation with that accessor.
+func (s *Service) RevokeAccessor(ctx context.Context, accessor string) error {
+	if !strings.HasPrefix(accessor, accessorPrefix) || len(accessor) > 64 {
+		return ErrNotFound
+	}
+	if _, err := s.store.Get(ctx, revokingPrefix+accessor); err == nil {
+		return s.revokeTree(ctx, accessor, "", 0)
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	e, err := s.LookupAccessor(ctx, accessor)
+	if err != nil {
+		return err
+	}
+	return s.Revoke(ctx, e)
+}
+
 // revokeTree revokes the token with this accessor and its subtree; parent
 // is the accessor whose child index listed it ("" for the top of the tree).
 //
