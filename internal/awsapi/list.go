@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/coffer-dev/coffer/internal/auth"
+	"github.com/coffer-dev/coffer/internal/core"
 	"github.com/coffer-dev/coffer/internal/secret"
 )
 
@@ -249,15 +250,23 @@ func pageSize(v *int32, max int) (int, error) {
 	return int(*v), nil
 }
 
-func decodeCursor(tok *string) (string, error) {
+// decodeCursor opens a ListSecrets or BatchGetSecretValue NextToken. The
+// position it holds is the last name examined, often one the caller may
+// not see, so it is sealed (core.SealCursor), never merely encoded.
+func (a *API) decodeCursor(c *call, tok *string) (string, error) {
 	if tok == nil || *tok == "" {
 		return "", nil
 	}
-	cursor, err := decodePageToken(listToken, *tok)
-	if err != nil || secret.ValidateName(cursor) != nil {
+	cursor, err := a.core.OpenCursor(c.ctx, listToken, *tok)
+	if errors.Is(err, core.ErrBadCursor) || err == nil && secret.ValidateName(cursor) != nil {
 		return "", errInvalidNextToken
 	}
-	return cursor, nil
+	return cursor, err
+}
+
+// nextTokenString seals the position where a list page stopped ("" at the end).
+func (a *API) nextTokenString(c *call, pos string) (string, error) {
+	return a.core.SealCursor(c.ctx, listToken, pos)
 }
 
 // listSecrets lists the secrets the caller may list (the list capability
@@ -281,7 +290,7 @@ func (a *API) listSecrets(c *call, in *listSecretsIn, _ string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	cursor, err := decodeCursor(in.NextToken)
+	cursor, err := a.decodeCursor(c, in.NextToken)
 	if err != nil {
 		return nil, err
 	}
@@ -315,8 +324,8 @@ func (a *API) listSecrets(c *call, in *listSecretsIn, _ string) (any, error) {
 			SecretVersionsToStages: d.VersionIdsToStages, RotationEnabled: &d.RotationEnabled, RotationRules: d.RotationRules,
 			LastRotatedDate: d.LastRotatedDate, NextRotationDate: d.NextRotationDate})
 	}
-	if next != "" {
-		out.NextToken = pageToken(listToken, next)
+	if out.NextToken, err = a.nextTokenString(c, next); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -410,7 +419,7 @@ func (a *API) batchGetSecretValue(c *call, in *batchGetIn, _ string) (any, error
 	if err != nil {
 		return nil, err
 	}
-	cursor, err := decodeCursor(in.NextToken)
+	cursor, err := a.decodeCursor(c, in.NextToken)
 	if err != nil {
 		return nil, err
 	}
@@ -423,8 +432,8 @@ func (a *API) batchGetSecretValue(c *call, in *batchGetIn, _ string) (any, error
 			return nil, err
 		}
 	}
-	if next != "" {
-		out.NextToken = pageToken(listToken, next)
+	if out.NextToken, err = a.nextTokenString(c, next); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

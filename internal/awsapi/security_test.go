@@ -2,6 +2,7 @@ package awsapi_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -274,5 +275,42 @@ func TestLongNamesRefused(t *testing.T) {
 		if len(rec.Path) > secret.MaxNameLen {
 			t.Fatalf("a record holds a %d-byte path (%s %s)", len(rec.Path), rec.Type, rec.Op)
 		}
+	}
+}
+
+// TestNextTokenHidesNames: a NextToken marks where a scan stopped, often
+// at a secret the caller may not see; it must not name it.
+func TestNextTokenHidesNames(t *testing.T) {
+	h := newHarness(t)
+	a := h.admin
+	for _, n := range []string{"app/a", "hr/salary-1", "hr/salary-2", "zz/b"} {
+		h.ok(t, a, "CreateSecret", obj{"Name": n, "SecretString": "v"})
+	}
+	h.policy(t, "apps", `path "app/*" { capabilities = ["list", "read"] }
+path "zz/*" { capabilities = ["list", "read"] }`)
+	k := h.key(t, "apps", "apps")
+	var names []string
+	tok := ""
+	for i := 0; i < 20; i++ {
+		req := obj{"MaxResults": 1}
+		if tok != "" {
+			req["NextToken"] = tok
+		}
+		r := h.ok(t, k, "ListSecrets", req)
+		for _, e := range r.body["SecretList"].([]any) {
+			names = append(names, e.(map[string]any)["Name"].(string))
+		}
+		next, _ := r.body["NextToken"].(string)
+		raw, _ := base64.RawURLEncoding.DecodeString(next)
+		if strings.Contains(next, "hr") || strings.Contains(string(raw), "hr/") {
+			t.Fatalf("NextToken %q (%q) names a hidden secret", next, raw)
+		}
+		if next == "" {
+			break
+		}
+		tok = next
+	}
+	if strings.Join(names, ",") != "app/a,zz/b" {
+		t.Errorf("listed %v, want app/a and zz/b", names)
 	}
 }

@@ -6,6 +6,7 @@ package core
 
 import (
 	"context"
+	"crypto/cipher"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -84,7 +85,8 @@ type Core struct {
 	Rotation *rotation.Engine
 
 	auditCfg AuditConfig
-	audit    atomic.Pointer[auditState] // nil while sealed or disabled
+	audit    atomic.Pointer[auditState]  // nil while sealed or disabled
+	cursor   atomic.Pointer[cipher.AEAD] // seals list cursors; nil until first used, and while sealed
 
 	rootMu           sync.Mutex   // guards rootAttempt and serializes generate-root
 	rootAttempt      *rootAttempt // nil: no generate-root attempt in progress
@@ -287,6 +289,7 @@ func (c *Core) sealLocked() {
 	c.closeAuditLocked()
 	c.Tokens.Reset()
 	c.Policies.Reset()
+	c.cursor.Store(nil)
 	c.seal.Seal()
 }
 

@@ -43,6 +43,18 @@ func (c *Core) Restore(ctx context.Context, data []byte) (int, error) {
 	if st.Initialized {
 		return 0, ErrRestoreInitialized
 	}
+	// Check the whole snapshot before writing anything: a bad one (or one
+	// without a seal configuration) leaves the server as fresh as it was.
+	hasSeal := false
+	if _, err := snapshot.Parse(data, func(k string, _ []byte) error {
+		hasSeal = hasSeal || k == seal.ConfigPath
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	if !hasSeal {
+		return 0, fmt.Errorf("%w: it holds no seal configuration", snapshot.ErrCorrupt)
+	}
 	type rec struct {
 		k string
 		v []byte

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"slices"
 	"strconv"
 
@@ -32,11 +33,22 @@ func (a *API) reportExposure(r *request) (any, error) {
 		return nil, err
 	}
 	name := r.PathValue("name")
+	// A reporter (a leak scanner) may hold only create on the report: what
+	// it learns of the secret itself is what read on it would show.
+	decided := r.decision
+	_, canRead := a.authz.Decide(r.ctx, r.principal, Check{Op: "secret.describe", Path: name, Capability: "read", Source: sourceAddr(r.Request)})
+	r.decision = decided
 	m, err := a.core.Secrets.Describe(r.ctx, name)
 	if err != nil {
+		if canRead != nil && errors.Is(err, secret.ErrNotFound) {
+			return nil, badRequest("version: no such secret or version (a reporter without read on the secret is told no more)")
+		}
 		return nil, err
 	}
 	if in.Version != 0 && !slices.ContainsFunc(m.Versions, func(v secret.Version) bool { return v.Number == in.Version }) {
+		if canRead != nil {
+			return nil, badRequest("version: no such secret or version (a reporter without read on the secret is told no more)")
+		}
 		return nil, badRequest("version: %s has no version %d (latest is %d)", name, in.Version, m.LatestVersion)
 	}
 	rep, err := a.core.Exposures.Add(r.ctx, exposure.Report{Secret: name, Version: in.Version, Source: in.Source,

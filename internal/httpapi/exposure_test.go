@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -40,7 +41,7 @@ func TestExposureReports(t *testing.T) {
 		`{"note":"a\nb"}`:      "note",
 		`{"location":"` + strings.Repeat("x", 600) + `"}`: "location",
 		`{"value":"hunter2"}`:                             "value",
-		`{"version":99}`:                                  "no version 99",
+		`{"version":99}`:                                  "no such secret or version",
 	} {
 		s, m := h.raw(t, "POST", "/v1/exposures/prod/payments/db", sc.Token, body)
 		e, _ := m["error"].(map[string]any)
@@ -50,6 +51,13 @@ func TestExposureReports(t *testing.T) {
 	}
 	if s, _ := h.raw(t, "POST", "/v1/exposures/prod/none", h.root, `{}`); s != 404 {
 		t.Fatalf("report on a missing secret = %d", s)
+	}
+	// A scanner that may not read the secret cannot tell a missing secret
+	// from a missing version, nor learn the latest version.
+	_, missing := h.raw(t, "POST", "/v1/exposures/prod/none", sc.Token, `{}`)
+	_, badVersion := h.raw(t, "POST", "/v1/exposures/prod/payments/db", sc.Token, `{"version":99}`)
+	if fmt.Sprint(missing["error"].(map[string]any)["message"]) != fmt.Sprint(badVersion["error"].(map[string]any)["message"]) {
+		t.Errorf("a scanner tells a missing secret (%v) from a missing version (%v)", missing, badVersion)
 	}
 	var list struct {
 		Reports []struct{ Secret, Location string }

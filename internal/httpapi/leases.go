@@ -166,6 +166,9 @@ func (a *API) leaseList(r *request) (any, error) {
 		}
 		limit = n
 	}
+	if len(q.Get("after")) > 1024 {
+		return nil, badRequest("after must be a lease id from a previous page (at most 1024 bytes)")
+	}
 	ids, next, err := a.core.Leases.List(r.ctx, r.PathValue("id"), q.Get("after"), limit)
 	if err != nil {
 		return nil, err

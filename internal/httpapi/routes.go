@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coffer-dev/coffer/internal/auth"
+	"github.com/coffer-dev/coffer/internal/core"
 	"github.com/coffer-dev/coffer/internal/secret"
 )
 
@@ -381,13 +382,25 @@ func (a *API) removeStage(r *request) (any, error) {
 	return a.core.Secrets.RemoveStage(r.ctx, r.PathValue("name"), r.URL.Query().Get("stage"))
 }
 
+// listScanPages bounds how many storage pages one list request examines
+// while it looks for names the caller may list.
+const listScanPages = 10
+
+// listSecrets lists the names under a prefix that the caller may list. The
+// next page's cursor is sealed (see core.SealCursor): it marks where the
+// scan stopped, often at a name the caller may not see, and must tell
+// nothing about it. A page may hold fewer than limit names, even none,
+// when many names are hidden; next_cursor is absent only at the end.
 func (a *API) listSecrets(r *request) (any, error) {
 	q := r.URL.Query()
-	in := secret.ListInput{Prefix: q.Get("prefix"), Cursor: q.Get("cursor")}
+	in := secret.ListInput{Prefix: q.Get("prefix"), Limit: secret.DefaultListLimit}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil {
 			return nil, badRequest("limit must be a number")
+		}
+		if n < 1 || n > secret.MaxListLimit {
+			return nil, badRequest("limit must be between 1 and %d", secret.MaxListLimit)
 		}
 		in.Limit = n
 	}
@@ -398,17 +411,36 @@ func (a *API) listSecrets(r *request) (any, error) {
 		}
 		in.IncludeDeleted = b
 	}
-	page, err := a.core.Secrets.List(r.ctx, in)
+	kind := "secrets\x00" + in.Prefix + "\x00" + strconv.FormatBool(in.IncludeDeleted)
+	pos, err := a.core.OpenCursor(r.ctx, kind, q.Get("cursor"))
+	if errors.Is(err, core.ErrBadCursor) {
+		return nil, badRequest("cursor is not the next_cursor of a previous page of this list (same prefix and include_deleted)")
+	}
 	if err != nil {
 		return nil, err
 	}
-	// Names the caller may not list never leave the server.
-	visible := page.Items[:0]
-	for _, it := range page.Items {
-		if a.authorize(r, "secret.list", it.Name, "list") == nil {
-			visible = append(visible, it)
+	in.Cursor = pos
+	limit := in.Limit
+	out := &secret.ListPage{Items: []secret.ListItem{}}
+	for scans := 0; scans < listScanPages && len(out.Items) < limit; scans++ {
+		in.Limit = limit - len(out.Items)
+		page, err := a.core.Secrets.List(r.ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		// Names the caller may not list never leave the server.
+		for _, it := range page.Items {
+			if a.authorize(r, "secret.list", it.Name, "list") == nil {
+				out.Items = append(out.Items, it)
+			}
+			in.Cursor = it.Name
+		}
+		if page.NextCursor == "" {
+			return out, nil // the end
 		}
 	}
-	page.Items = visible
-	return page, nil
+	if out.NextCursor, err = a.core.SealCursor(r.ctx, kind, in.Cursor); err != nil {
+		return nil, err
+	}
+	return out, nil
 }

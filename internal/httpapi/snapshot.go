@@ -47,6 +47,13 @@ func (a *API) snapshotSave(r *request) (any, error) {
 }
 
 func (a *API) snapshotRestore(r *request) (any, error) {
+	// Refuse an initialized server before reading a byte of what may be
+	// gigabytes from a caller nobody authenticated.
+	if st, err := a.core.Status(r.ctx); err != nil {
+		return nil, err
+	} else if st.Initialized {
+		return nil, core.ErrRestoreInitialized
+	}
 	data, err := io.ReadAll(r.Body)
 	if err != nil {
 		return nil, err

@@ -63,8 +63,17 @@ type Manager struct {
 	barrier *barrier.Barrier
 	keyFile string // path of the key file; empty for the Shamir seal
 
-	mu       sync.Mutex // guards progress
+	mu       sync.Mutex // guards progress and started
 	progress [][]byte   // unseal key shares presented so far
+	started  time.Time  // when the first of them was presented
+}
+
+// expireLocked drops unseal progress older than QuorumTimeout, so that a
+// stalled unseal cannot be completed days later by a single key holder.
+func (m *Manager) expireLocked() {
+	if len(m.progress) > 0 && time.Since(m.started) > QuorumTimeout {
+		m.progress = nil
+	}
 }
 
 // New returns a Manager. keyFile selects the key-file seal when not empty.
@@ -150,6 +159,7 @@ func (m *Manager) Init(ctx context.Context, shares, threshold int) ([]string, er
 func (m *Manager) Progress() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.expireLocked()
 	return len(m.progress)
 }
 
@@ -172,10 +182,14 @@ func (m *Manager) Unseal(ctx context.Context, key string) (bool, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.expireLocked()
 	for _, p := range m.progress {
 		if subtle.ConstantTimeCompare(p, share) == 1 {
 			return false, nil
 		}
+	}
+	if len(m.progress) == 0 {
+		m.started = time.Now()
 	}
 	m.progress = append(m.progress, share)
 	if len(m.progress) < cfg.Threshold {

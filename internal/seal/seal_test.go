@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/coffer-dev/coffer/internal/barrier"
 	"github.com/coffer-dev/coffer/internal/storage/mem"
@@ -95,5 +96,34 @@ func TestKeyFile(t *testing.T) {
 	be2 := mem.New()
 	if _, err := New(be2, barrier.New(be2, nil), path).Init(ctx, 0, 0); err == nil {
 		t.Fatal("Init overwrote an existing key file")
+	}
+}
+
+// TestUnsealProgressExpires: keys presented toward an unseal are dropped
+// after QuorumTimeout, so a stalled attempt cannot be completed later by a
+// single key holder.
+func TestUnsealProgressExpires(t *testing.T) {
+	ctx := context.Background()
+	be := mem.New()
+	b := barrier.New(be, nil)
+	m := New(be, b, "")
+	keys, err := m.Init(ctx, 3, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Seal()
+	m.Unseal(ctx, keys[0])
+	m.Unseal(ctx, keys[1])
+	m.mu.Lock()
+	m.started = m.started.Add(-QuorumTimeout - time.Second) // the holders walked away
+	m.mu.Unlock()
+	if m.Progress() != 0 {
+		t.Fatalf("Progress after the timeout = %d, want 0", m.Progress())
+	}
+	if done, err := m.Unseal(ctx, keys[2]); err != nil || done {
+		t.Fatalf("the third key alone after the timeout: done=%v err=%v, want still sealed", done, err)
+	}
+	if !b.Sealed() {
+		t.Fatal("a single key holder completed a stalled unseal")
 	}
 }

@@ -239,6 +239,20 @@ func TestSnapshotUnderLoadRestores(t *testing.T) {
 	if _, err := fresh.RestoreSnapshot(ctx, snap.Bytes()); client.ErrorCode(err) != "already_initialized" {
 		t.Fatalf("second restore = %v", err)
 	}
+	// An initialized server refuses a restore before reading its body: an
+	// anonymous caller cannot make it buffer gigabytes.
+	body := &countingZeros{left: 256 << 20}
+	req, _ := http.NewRequestWithContext(ctx, "POST", b.URL()+"/v1/sys/snapshot/restore", body)
+	req.Header.Set("Content-Type", "application/octet-stream")
+	if res, err := http.DefaultClient.Do(req); err == nil {
+		res.Body.Close()
+		if res.StatusCode != http.StatusConflict {
+			t.Errorf("restore into an initialized server = %d, want 409", res.StatusCode)
+		}
+	}
+	if n := body.read.Load(); n > 32<<20 {
+		t.Errorf("the server read %d bytes of a restore it refuses", n)
+	}
 	restored := fresh.WithToken(c.Token())
 	for i := 0; i < 50; i++ {
 		s, err := restored.Get(ctx, fmt.Sprintf("before/%d", i), client.Current())
@@ -314,4 +328,24 @@ func TestScheduledSnapshotRetention(t *testing.T) {
 	if st.Mode().Perm() != 0o600 {
 		t.Fatalf("snapshot mode %v, want 0600", st.Mode().Perm())
 	}
+}
+
+// countingZeros is a body of left zero bytes that counts what was read.
+type countingZeros struct {
+	left int64
+	read atomic.Int64
+}
+
+func (z *countingZeros) Read(p []byte) (int, error) {
+	if z.left <= 0 {
+		return 0, io.EOF
+	}
+	n := int64(len(p))
+	if n > z.left {
+		n = z.left
+	}
+	clear(p[:n])
+	z.left -= n
+	z.read.Add(n)
+	return int(n), nil
 }
