@@ -2,6 +2,7 @@ package policy
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -23,6 +24,9 @@ func FuzzParse(f *testing.F) {
 		// Template directives and variables must be rejected, not evaluated.
 		`path "a" { capabilities = ["%{ if true }read%{ endif }"] }`,
 		`path "a" { capabilities = [var.x] }`,
+		// Nesting past MaxNesting is refused before HCL recurses into it.
+		`path "a" { capabilities = ` + strings.Repeat("[", 40) + `"read"` + strings.Repeat("]", 40) + ` }`,
+		`path "a" { capabilities = ["${` + strings.Repeat("(", 40) + `"read"` + strings.Repeat(")", 40) + `}"] }`,
 		// Unbalanced syntax.
 		`path "a" { capabilities = ["read"`,
 		"path \"a\" {\n  capabilities = [\"read\"]\n",

@@ -78,9 +78,41 @@ func Format(src []byte) ([]byte, error) {
 	return hclwrite.Format(src), nil
 }
 
+// MaxNesting bounds how deeply (, [ and { may nest in a policy. The HCL
+// parser recurses once per level, and a few hundred kilobytes of "[" would
+// overflow the stack: a fatal error no recover catches, which would take
+// the whole server down. Real policies nest three or four levels.
+const MaxNesting = 32
+
+// nestingWithin reports whether the brackets of src nest at most max deep,
+// and if not, the line where they first go deeper. It counts every
+// bracket, in strings and comments too (an expression inside a string
+// template nests as well), which can only err on the side of refusing.
+func nestingWithin(src []byte, max int) (line int, ok bool) {
+	depth, line := 0, 1
+	for _, c := range src {
+		switch c {
+		case '\n':
+			line++
+		case '(', '[', '{':
+			if depth++; depth > max {
+				return line, false
+			}
+		case ')', ']', '}':
+			if depth > 0 {
+				depth--
+			}
+		}
+	}
+	return 0, true
+}
+
 func parse(name string, src []byte) ([]Rule, error) {
 	if len(src) > MaxSourceSize {
 		return nil, &Error{Policy: name, Msg: fmt.Sprintf("source is %d bytes; the limit is %d", len(src), MaxSourceSize)}
+	}
+	if line, ok := nestingWithin(src, MaxNesting); !ok {
+		return nil, &Error{Policy: name, Line: line, Msg: fmt.Sprintf("brackets and braces nest deeper than %d levels", MaxNesting)}
 	}
 	p := parser{name: name, zones: zoneCache{}}
 	file, diags := hclsyntax.ParseConfig(src, name+".hcl", hcl.InitialPos)

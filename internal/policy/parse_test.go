@@ -338,3 +338,24 @@ func TestCompileErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestDeepNestingRefused: a policy nesting brackets deeper than MaxNesting
+// is refused with a line number, before the HCL parser (which recurses per
+// level) could overflow the stack and kill the server.
+func TestDeepNestingRefused(t *testing.T) {
+	deep := "path \"ok\" { capabilities = [\"read\"] }\npath \"a\" { capabilities = " + strings.Repeat("[", 200000) + " }"
+	_, err := Parse("deep", []byte(deep))
+	var pe *Error
+	if !errors.As(err, &pe) || pe.Line != 2 || !strings.Contains(pe.Msg, "nest deeper than") {
+		t.Fatalf("Parse(200,000 [) = %v, want a nesting error on line 2", err)
+	}
+	ok := `path "a" {
+  capabilities = ["read"]
+  condition {
+    source_cidrs = ["10.0.0.0/8"]
+  }
+}`
+	if _, err := Parse("ok", []byte(ok)); err != nil {
+		t.Fatalf("Parse(a normal policy) = %v", err)
+	}
+}
