@@ -224,6 +224,11 @@ func (a *API) wrap(rt route) http.Handler {
 				a.log.Warn("audit record failed; answering anyway, since this route reports the outage", "request_id", id, "op", rt.op.Name, "error", aerr)
 			} else {
 				a.log.Error("audit record failed; refusing the request", "request_id", id, "op", rt.op.Name, "error", aerr)
+				if err == nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
+					// The change was made (its intent is on record): the
+					// answer must not invite a blind retry.
+					aerr = &outcomeUnrecorded{aerr}
+				}
 				err, resp = aerr, response{}
 			}
 		}

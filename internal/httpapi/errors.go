@@ -79,6 +79,8 @@ func mapError(err error) (int, string, string) {
 		return http.StatusForbidden, "forbidden", forbiddenMessage(err)
 	case errors.As(err, &lim):
 		return http.StatusTooManyRequests, "throttled", lim.Error()
+	case errors.As(err, new(*outcomeUnrecorded)):
+		return http.StatusServiceUnavailable, "audit_outcome_unrecorded", "the change was made and its intent is on record, but its outcome could not be recorded; read it back before retrying; see the server log"
 	case errors.Is(err, core.ErrAuditUnavailable):
 		return http.StatusServiceUnavailable, "audit_unavailable", "the audit log cannot be written, so requests are refused; see the server log"
 	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, cluster.ErrUnavailable):
@@ -212,3 +214,12 @@ func forbiddenMessage(err error) string {
 	}
 	return "permission denied"
 }
+
+// outcomeUnrecorded is a change that was made but whose outcome record
+// could not be kept. It is answered 503 like an audit outage, under a code
+// of its own: "audit_unavailable" promises that nothing was done (clients
+// retry it), and here something was.
+type outcomeUnrecorded struct{ err error }
+
+func (e *outcomeUnrecorded) Error() string { return "outcome not recorded: " + e.err.Error() }
+func (e *outcomeUnrecorded) Unwrap() error { return e.err }
