@@ -201,7 +201,7 @@ func (a *Agent) Start(ctx context.Context) error {
 			}
 		}()
 	}
-	a.log.Info("agent started", "server", a.base.String(), "method", a.cfg.AutoAuth.Method, "templates", len(a.cfg.Templates))
+	a.log.Info("agent started", "server", a.base.Redacted(), "method", a.cfg.AutoAuth.Method, "templates", len(a.cfg.Templates))
 	return nil
 }
 
@@ -334,7 +334,7 @@ func (a *Agent) health() (int, any) {
 		"event_stream_connected": a.follower.connected.Load(),
 		"cache_entries":          a.cache.size.Load(),
 		"stale_seconds":          a.cache.staleSeconds(),
-		"server":                 a.base.String(),
+		"server":                 a.base.Redacted(),
 	}
 	if !authed {
 		return http.StatusServiceUnavailable, body

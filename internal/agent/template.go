@@ -410,17 +410,20 @@ func (r *renderer) runCommand(ctx context.Context, t *tmpl) error {
 	start := time.Now()
 	err := cmd.Run()
 	attrs := []any{"template", t.cfg.name(), "duration", time.Since(start).Round(time.Millisecond)}
-	if s := strings.TrimSpace(out.String()); s != "" {
-		attrs = append(attrs, "output", s)
-	}
+	output := strings.TrimSpace(out.String())
 	if err != nil {
 		if ctx.Err() == context.DeadlineExceeded {
 			err = fmt.Errorf("timed out after %s", t.cfg.commandTimeout)
 		}
-		r.log.Warn("template command output", attrs...)
+		// A failing command's output is what explains it; commands that
+		// echo the rendered secrets should not print them on failure.
+		r.log.Warn("template command failed", append(attrs, "output", output)...)
 		return err
 	}
 	r.log.Info("template command ran", attrs...)
+	if output != "" {
+		r.log.Debug("template command output", append(attrs, "output", output)...)
+	}
 	return nil
 }
 

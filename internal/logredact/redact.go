@@ -1,6 +1,7 @@
 // Package logredact keeps credentials out of the operational log. Its
 // slog.Handler rewrites token-shaped substrings (Coffer tokens, AppRole
-// secret_ids, JWTs, bearer headers) in messages and attributes before the
+// secret_ids, JWTs, bearer and basic Authorization values, passwords in URLs
+// and in key=value connection strings) in messages and attributes before the
 // wrapped handler sees them. It is a safety net: code still must never log a
 // secret value on purpose.
 package logredact
@@ -21,7 +22,16 @@ var credential = regexp.MustCompile(
 	`cof_[0-9A-Za-z]{40,60}` + // coffer tokens
 		`|cofsid_[0-9a-fA-F]{64,80}` + // approle secret_ids
 		`|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*` + // JWTs
-		`|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{16,}`) // Authorization headers
+		`|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{16,}` + // Authorization headers
+		`|(?i:basic)\s+[A-Za-z0-9+/]{8,}={0,2}`) // and their Basic form
+
+// keyed matches credentials that sit inside a larger structure, which
+// stays readable: the password of a URL's userinfo
+// (postgres://app:PASSWORD@db) and of a key=value connection string
+// (password=PASSWORD). Group 1 is kept, the rest replaced.
+var keyed = regexp.MustCompile(
+	`([A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:]*:)[^\s/?#@]+@` +
+		`|((?i:password|passwd|pwd)\s*=\s*)[^\s&;,'"]+`)
 
 // redactions counts credentials caught on their way to the log.
 var redactions atomic.Uint64
@@ -37,12 +47,21 @@ func Scrub(s string) string {
 	if len(s) < 16 {
 		return s
 	}
-	loc := credential.FindAllStringIndex(s, -1)
-	if loc == nil {
-		return s
+	if loc := credential.FindAllStringIndex(s, -1); loc != nil {
+		redactions.Add(uint64(len(loc)))
+		s = credential.ReplaceAllString(s, Replacement)
 	}
-	redactions.Add(uint64(len(loc)))
-	return credential.ReplaceAllString(s, Replacement)
+	if loc := keyed.FindAllStringSubmatchIndex(s, -1); loc != nil {
+		redactions.Add(uint64(len(loc)))
+		s = keyed.ReplaceAllStringFunc(s, func(m string) string {
+			g := keyed.FindStringSubmatch(m)
+			if g[1] != "" {
+				return g[1] + Replacement + "@"
+			}
+			return g[2] + Replacement
+		})
+	}
+	return s
 }
 
 // Handler is a slog.Handler that scrubs credentials.
@@ -96,6 +115,8 @@ func scrubAttr(a slog.Attr) slog.Attr {
 			return slog.String(a.Key, Scrub(x.Error()))
 		case fmt.Stringer:
 			return slog.String(a.Key, Scrub(x.String()))
+		case []byte:
+			return slog.String(a.Key, Scrub(string(x))) // not a list of decimals that hides a token
 		case []string:
 			out := make([]string, len(x))
 			for i, s := range x {

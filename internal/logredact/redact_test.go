@@ -24,6 +24,12 @@ func TestScrub(t *testing.T) {
 		{"bearer", "Authorization: Bearer abcdefghijklmnopqrstuvwxyz", "Authorization: [REDACTED]"},
 		{"accessor kept", "accessor acc_CYV8lPAbongFwX7Sk5wCQPHq", "accessor acc_CYV8lPAbongFwX7Sk5wCQPHq"},
 		{"plain", "nothing secret here", "nothing secret here"},
+		{"basic", "Authorization: Basic YWxpY2U6aHVudGVyMg==", "Authorization: [REDACTED]"},
+		{"url password", "dial postgres://app:hunter2@db.internal:5432/x failed", "dial postgres://app:[REDACTED]@db.internal:5432/x failed"},
+		{"url without password kept", "dial postgres://app@db.internal:5432/x", "dial postgres://app@db.internal:5432/x"},
+		{"dsn password", "host=db user=app password=hunter2 sslmode=require", "host=db user=app password=[REDACTED] sslmode=require"},
+		{"dsn pwd", "Server=db;Uid=app;Pwd=hunter2;", "Server=db;Uid=app;Pwd=[REDACTED];"},
+		{"plain url kept", "see https://example.com/docs/a:b for more", "see https://example.com/docs/a:b for more"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -39,15 +45,15 @@ func TestHandlerScrubsEverywhere(t *testing.T) {
 	log := slog.New(New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	log = log.With("preset", tok)
 	log.Info("login with "+tok, "err", errors.New("bad token "+tok), "list", []string{sid},
-		slog.Group("g", "jwt", jwt), "any", struct{ T string }{tok})
+		slog.Group("g", "jwt", jwt), "any", struct{ T string }{tok}, "bytes", []byte("raw "+tok))
 	out := buf.String()
 	for _, secret := range []string{tok, sid, jwt} {
 		if strings.Contains(out, secret) {
 			t.Fatalf("log holds a credential:\n%s", out)
 		}
 	}
-	if strings.Count(out, Replacement) < 6 {
-		t.Fatalf("expected six redactions:\n%s", out)
+	if strings.Count(out, Replacement) < 7 {
+		t.Fatalf("expected seven redactions:\n%s", out)
 	}
 }
 
