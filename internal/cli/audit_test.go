@@ -184,3 +184,33 @@ func TestAuditHashFindsWhatPutStored(t *testing.T) {
 		}
 	}
 }
+
+// TestStoredTokenMustBePrivate: `coffer login` keeps the token only in the
+// user's own configuration directory, and a stored token that others could
+// read or replace is not used.
+func TestStoredTokenMustBePrivate(t *testing.T) {
+	ctx := context.Background()
+	_, _, root := startServer(t, core.Config{Backend: mem.New()})
+	t.Setenv("COFFER_TOKEN", "")
+	cfg := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", cfg)
+	if _, errOut, code := runMain(ctx, "login", root); code != 0 {
+		t.Fatalf("login: exit %d, %s", code, errOut)
+	}
+	path := filepath.Join(cfg, "coffer", "token")
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file %v, %v; want mode 0600", fi, err)
+	}
+	if _, errOut, code := runMain(ctx, "token", "lookup"); code != 0 {
+		t.Fatalf("token lookup with the stored token: exit %d, %s", code, errOut)
+	}
+	os.Chmod(path, 0o644)
+	if _, errOut, code := runMain(ctx, "token", "lookup"); code == 0 || !strings.Contains(errOut, "accessible to other users") {
+		t.Fatalf("token lookup with a world-readable stored token: exit %d, %q; want a refusal naming the mode", code, errOut)
+	}
+	t.Setenv("XDG_CONFIG_HOME", "relative/dir")
+	t.Setenv("HOME", "")
+	if _, errOut, code := runMain(ctx, "login", root); code == 0 || !strings.Contains(errOut, "COFFER_TOKEN") {
+		t.Fatalf("login without a configuration directory: exit %d, %q; want a refusal", code, errOut)
+	}
+}

@@ -103,8 +103,11 @@ commands need no COFFER_TOKEN. --no-store prints the token instead (with --json 
 				e.printf("%s\n", tok)
 				return nil
 			}
-			path := tokenFile()
-			if err := os.MkdirAll(dirOf(path), 0o700); err != nil {
+			path, err := tokenFile()
+			if err != nil {
+				return err
+			}
+			if err := privateDir(dirOf(path)); err != nil {
 				return err
 			}
 			if err := writeFileAtomic(path, []byte(tok+"\n"), 0o600); err != nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -137,8 +138,12 @@ func (e *env) client() (*client.Client, error) {
 	}
 	tok := e.getenv("COFFER_TOKEN")
 	if tok == "" {
-		if b, err := os.ReadFile(tokenFile()); err == nil {
-			tok = strings.TrimSpace(string(b))
+		if path, err := tokenFile(); err == nil {
+			t, err := readPrivateFile(path)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				fmt.Fprintf(e.stderr, "warning: not using the stored token: %v\n", err)
+			}
+			tok = strings.TrimSpace(t)
 		}
 	}
 	// A person at a terminal wants an answer, not 15 seconds of retries
@@ -148,12 +153,35 @@ func (e *env) client() (*client.Client, error) {
 }
 
 // tokenFile is where `coffer login` keeps the token.
-func tokenFile() string {
+// It is under the user's own configuration directory, never a shared one
+// such as /tmp, where another user could plant a directory or a token.
+func tokenFile() (string, error) {
 	dir, err := os.UserConfigDir()
-	if err != nil {
-		dir = filepath.Join(os.TempDir(), "coffer-"+fmt.Sprint(os.Getuid()))
+	if err != nil || !filepath.IsAbs(dir) {
+		return "", errors.New("no configuration directory to keep the token in (HOME unset, or XDG_CONFIG_HOME relative): set COFFER_TOKEN instead, or use --no-store")
 	}
-	return filepath.Join(dir, "coffer", "token")
+	return filepath.Join(dir, "coffer", "token"), nil
+}
+
+// readPrivateFile reads a file that must be the caller's alone: a regular
+// file (not a symlink) owned by the current user, with no permission for
+// group or others.
+func readPrivateFile(path string) (string, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return "", err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", path)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%s is accessible to other users (mode %s); chmod 600 it", path, fi.Mode().Perm())
+	}
+	if !ownedByMe(fi) {
+		return "", fmt.Errorf("%s belongs to another user", path)
+	}
+	b, err := os.ReadFile(path)
+	return string(b), err
 }
 
 func (e *env) printJSON(v any) error {
