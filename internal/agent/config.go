@@ -331,6 +331,11 @@ func (t *Template) validate() error {
 		if t.perms, err = parseMode("perms", t.Perms); err != nil {
 			return err
 		}
+		// A rendered file holds secrets: share it through its group
+		// (0640), never with every user of the machine.
+		if t.perms&0o007 != 0 {
+			return fmt.Errorf("perms %s gives other users access to a file of secrets; use a group (e.g. 0640)", t.Perms)
+		}
 	}
 	if t.commandTimeout, err = parseDuration("command_timeout", t.CommandTimeout, DefaultCommandTimeout); err != nil {
 		return err

@@ -130,6 +130,11 @@ func TestParseConfigErrors(t *testing.T) {
 }`, "max_stale (1m0s) must be 0"},
 		{"nothing to do", auth, "nothing to do"},
 		{"bad server", auth + listen + `server = "coffer:8210"`, `want a URL`},
+		{"world-readable template", auth + `template {
+  contents    = "x"
+  destination = "/c"
+  perms       = "0644"
+}`, "gives other users access to a file of secrets"},
 		{"template with source and contents", auth + `template {
   source      = "/a"
   contents    = "b"
