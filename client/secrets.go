@@ -227,7 +227,9 @@ func (c *Client) UpdateMetadata(ctx context.Context, name string, p MetadataPatc
 
 // ListOptions select a page.
 type ListOptions struct {
-	Prefix         string
+	Prefix string
+	// Cursor is the NextCursor of the previous page (opaque; with the same
+	// Prefix and IncludeDeleted), or "" for the first page.
 	Cursor         string
 	Limit          int
 	IncludeDeleted bool
@@ -242,7 +244,9 @@ type ListItem struct {
 	DeletedAt      *time.Time `json:"deleted_at"`
 }
 
-// ListPage is a page of names; NextCursor is empty on the last page.
+// ListPage is a page of names; NextCursor is empty on the last page. A page
+// may hold fewer names than asked, even none, before the last one: names
+// the token may not list are skipped, and the server bounds its scan.
 type ListPage struct {
 	Items      []ListItem `json:"items"`
 	NextCursor string     `json:"next_cursor"`

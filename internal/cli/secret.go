@@ -400,7 +400,7 @@ func (e *env) secretList() *cobra.Command {
 	f := cmd.Flags()
 	f.IntVar(&limit, "limit", 0, "print at most this many names (default all)")
 	f.IntVar(&pageSize, "page-size", 100, "names per request")
-	f.StringVar(&cursor, "cursor", "", "start after this name (from a previous --limit run)")
+	f.StringVar(&cursor, "cursor", "", "continue from the cursor a previous --limit run printed")
 	f.BoolVar(&includeDeleted, "include-deleted", false, "also list secrets scheduled for deletion")
 	return cmd
 }
