@@ -42,6 +42,23 @@ type Principal struct {
 	// creator's (see token.Entry). Name and Meta are descriptive only.
 	IdentityName string
 	IdentityMeta map[string]string
+	// Family names the line of tokens the caller's token belongs to (see
+	// token.Entry.Family): what rate limits count a caller without an
+	// identity by.
+	Family string
+}
+
+// LimitKey names the rate-limit bucket of the principal: its identity, or
+// for a token without one (root and the tokens it makes) its token family,
+// so that creating children never makes fresh buckets.
+func (p *Principal) LimitKey() string {
+	switch {
+	case p.IdentityID != "":
+		return p.IdentityID
+	case p.Family != "":
+		return p.Family
+	}
+	return p.Accessor
 }
 
 // Root reports whether the principal holds the root policy.

@@ -381,13 +381,8 @@ func (a *API) intentPath(c *call, t target) string {
 	return t.limitPath()
 }
 
-// limitKey names the bucket of an identity.
-func limitKey(p *auth.Principal) string {
-	if p.IdentityID != "" {
-		return p.IdentityID
-	}
-	return p.Accessor
-}
+// limitKey names the bucket of a caller (see auth.Principal.LimitKey).
+func limitKey(p *auth.Principal) string { return p.LimitKey() }
 
 // validPath accepts the API's root, mounted under Prefix or stripped of it.
 func validPath(p string) bool {

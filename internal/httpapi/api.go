@@ -365,13 +365,9 @@ func fixed(path string) func(*request) string {
 }
 
 // limitKey names the rate-limit bucket of a principal: its identity, so
-// that logging in again does not reset it, or its token for tokens without one.
-func limitKey(p *auth.Principal) string {
-	if p.IdentityID != "" {
-		return p.IdentityID
-	}
-	return p.Accessor
-}
+// that logging in again does not reset it, or its token family for tokens
+// without one (see auth.Principal.LimitKey).
+func limitKey(p *auth.Principal) string { return p.LimitKey() }
 
 // rawResponse lets a handler write a non-JSON answer itself; it returns the status.
 type rawResponse func(http.ResponseWriter) int

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/coffer-dev/coffer/client"
+	"github.com/coffer-dev/coffer/internal/auth/token"
 	"github.com/coffer-dev/coffer/internal/core"
 	"github.com/coffer-dev/coffer/internal/httpapi"
 	"github.com/coffer-dev/coffer/internal/ratelimit"
@@ -46,9 +47,21 @@ func TestRateLimitPerIdentity(t *testing.T) {
 	if _, err := h.c.Get(ctx, "dev/db", client.Current()); err != nil {
 		t.Fatalf("dev read = %v", err)
 	}
-	other, _ := h.c.CreateToken(ctx, client.TokenCreateInput{Orphan: true})
-	if _, err := h.c.WithToken(other.Token).Get(ctx, "prod/db", client.Current()); err != nil {
+	other, _, _ := c.Tokens.Create(ctx, token.CreateInput{DisplayName: "other", Method: "root", Policies: []string{"root"}})
+	if _, err := h.c.WithToken(other).Get(ctx, "prod/db", client.Current()); err != nil {
 		t.Fatalf("another identity's read = %v", err)
+	}
+	// Tokens the throttled one creates, children or orphans, share its
+	// bucket: making tokens is not a way around the limit.
+	noRetry, _ := client.New(client.Config{Address: srv.URL, Token: res.RootToken, MaxRetries: -1})
+	for _, orphan := range []bool{false, true} {
+		child, err := h.c.CreateToken(ctx, client.TokenCreateInput{Orphan: orphan})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := noRetry.WithToken(child.Token).Get(ctx, "prod/db", client.Current()); client.ErrorCode(err) != "throttled" {
+			t.Errorf("read with a new token (orphan %v) of the throttled one = %v, want throttled", orphan, err)
+		}
 	}
 	if out := scrape(t, h); !strings.Contains(out, `coffer_refused_requests_total{prefix="prod",reason="throttled"}`) {
 		t.Error("throttled requests not counted")

@@ -198,11 +198,7 @@ func (a *API) serve(rt *route, req *request) (*reply, error) {
 			return nil, err
 		}
 		req.principal, req.token = p, tok
-		id := p.IdentityID
-		if id == "" {
-			id = p.Accessor
-		}
-		if err := a.core.Limits.AllowIdentity(path, id); err != nil {
+		if err := a.core.Limits.AllowIdentity(path, p.LimitKey()); err != nil {
 			return nil, err
 		}
 		if rt.secret {

@@ -3,6 +3,7 @@ package token
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -252,5 +253,34 @@ func assertNoKeys(t *testing.T, s *Service, prefixes ...string) {
 		if err != nil || len(keys) != 0 {
 			t.Errorf("left under %s: %v, %v", p, keys, err)
 		}
+	}
+}
+
+// TestChildDepthBounded: a chain of child tokens stops at MaxDepth, so a
+// revocation (which follows the tree to maxTreeDepth) reaches every
+// descendant; orphans start a new chain but stay in their creator's family.
+func TestChildDepthBounded(t *testing.T) {
+	s, _ := newLoaded(t)
+	ctx := context.Background()
+	_, top := mustCreate(t, s, CreateInput{DisplayName: "top"})
+	e := top
+	for i := 1; i <= MaxDepth; i++ {
+		_, e = mustCreate(t, s, CreateInput{DisplayName: "c", Method: "token", Parent: e})
+		if e.Depth != i || e.Family != top.Accessor {
+			t.Fatalf("child %d: depth %d family %q", i, e.Depth, e.Family)
+		}
+	}
+	if _, _, err := s.Create(ctx, CreateInput{DisplayName: "c", Method: "token", Parent: e}); err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Fatalf("child past MaxDepth = %v, want refused", err)
+	}
+	_, orphan := mustCreate(t, s, CreateInput{DisplayName: "o", Method: "token", Parent: e, Orphan: true})
+	if orphan.Depth != 0 || orphan.Family != top.Accessor || orphan.Parent != "" {
+		t.Fatalf("orphan: depth %d family %q parent %q", orphan.Depth, orphan.Family, orphan.Parent)
+	}
+	if err := s.Revoke(ctx, top); err != nil {
+		t.Fatalf("revoking a %d-deep chain = %v", MaxDepth, err)
+	}
+	if _, err := s.LookupAccessor(ctx, e.Accessor); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the deepest child outlived the revocation: %v", err)
 	}
 }

@@ -86,16 +86,36 @@ type Entry struct {
 	// a policy. Unset on login tokens, whose identity is their login's.
 	IdentityName string            `json:"identity_name,omitempty"`
 	IdentityMeta map[string]string `json:"identity_meta,omitempty"`
+	// Depth is how many parents the token has (0 for logins and orphans).
+	// Create refuses a child past MaxDepth, so revocation reaches every
+	// descendant.
+	Depth int `json:"depth,omitempty"`
+	// Family is the accessor of the first token of its line: the token
+	// whose children, grandchildren and orphans it created all share it.
+	// A caller without an identity (root and its descendants) is rate
+	// limited by family, so making children does not make fresh buckets.
+	Family string `json:"family,omitempty"`
 
 	hash string // storage id; not serialized
 }
+
+// MaxDepth is how deep a chain of child tokens may grow.
+const MaxDepth = maxTreeDepth - 1
 
 // Principal returns the caller this entry authenticates.
 func (e *Entry) Principal() *auth.Principal {
 	name, meta := e.identity()
 	return &auth.Principal{Name: e.DisplayName, Accessor: e.Accessor, Policies: e.Policies, Meta: e.Meta,
 		IdentityID: e.IdentityID, Method: e.Method, MFA: e.MFA, BreakGlass: e.BreakGlass != "",
-		IdentityName: name, IdentityMeta: meta}
+		IdentityName: name, IdentityMeta: meta, Family: e.family()}
+}
+
+// family returns e's Family, e's own accessor for the first of a line.
+func (e *Entry) family() string {
+	if e.Family != "" {
+		return e.Family
+	}
+	return e.Accessor
 }
 
 // identity returns the name and metadata the token stands for in policy
@@ -363,6 +383,14 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (string, *Entry, e
 	if in.Method == childMethod && in.Parent != nil {
 		e.IdentityName, e.IdentityMeta = in.Parent.identity()
 		e.IdentityMeta = maps.Clone(e.IdentityMeta)
+	}
+	if in.Parent != nil {
+		e.Family = in.Parent.family()
+		if !in.Orphan {
+			if e.Depth = in.Parent.Depth + 1; e.Depth > MaxDepth {
+				return "", nil, &auth.InputError{Field: "parent", Msg: fmt.Sprintf("a chain of child tokens may be at most %d deep; create an orphan or start from a login", MaxDepth)}
+			}
+		}
 	}
 	if !in.NoExpiry {
 		ttl, maxTTL := in.TTL, in.MaxTTL
