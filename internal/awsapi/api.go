@@ -236,7 +236,7 @@ func (a *API) serve(c *call, w http.ResponseWriter) (any, error) {
 	}
 	tgt := readTarget(body)
 	path := tgt.limitPath()
-	if err := a.core.Limits.AllowSource(path, c.source.String()); err != nil {
+	if err := a.core.Limits.AllowSource(path, c.source); err != nil {
 		return nil, err
 	}
 	if a.core.Sealed() {

@@ -271,7 +271,7 @@ func (resp response) write(w http.ResponseWriter) int {
 }
 
 func (a *API) serve(rt route, req *request) (response, error) {
-	if err := a.core.Limits.AllowSource(rt.policyPath(req), sourceAddr(req.Request).String()); err != nil {
+	if err := a.core.Limits.AllowSource(rt.policyPath(req), sourceAddr(req.Request)); err != nil {
 		return response{}, err
 	}
 	if rt.access == authenticated {

@@ -18,7 +18,7 @@ func (a *API) approleRoutes() []route {
 		route{"POST", "/v1/auth/approle/role/{role}/secret-id", Op{"approle.secret-id-create", "update"}, authenticated, a.approleNewSecretID, sidPath},
 		route{"GET", "/v1/auth/approle/role/{role}/secret-id", Op{"approle.secret-id-list", "list"}, authenticated, a.approleListSecretIDs, sidPath},
 		route{"DELETE", "/v1/auth/approle/role/{role}/secret-id/{accessor}", Op{"approle.secret-id-destroy", "delete"}, authenticated, a.approleDestroySecretID, sidPath},
-		route{"POST", "/v1/auth/approle/login", Op{"approle.login", ""}, public, a.approleLogin, nil},
+		route{"POST", "/v1/auth/approle/login", Op{"approle.login", ""}, public, a.approleLogin, fixed("auth/approle/login")},
 	)
 }
 

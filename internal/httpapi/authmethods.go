@@ -26,8 +26,8 @@ func (a *API) authMethodRoutes() []route {
 	rs := []route{
 		{"PUT", "/v1/auth/jwt/config", Op{"jwt.config-write", "update"}, authenticated, a.jwtConfigure, fixed("auth/jwt/config")},
 		{"GET", "/v1/auth/jwt/config", Op{"jwt.config-read", "read"}, authenticated, a.jwtReadConfig, fixed("auth/jwt/config")},
-		{"POST", "/v1/auth/jwt/login", Op{"jwt.login", ""}, public, a.jwtLogin, nil},
-		{"POST", "/v1/auth/cert/login", Op{"cert.login", ""}, public, a.certLogin, nil},
+		{"POST", "/v1/auth/jwt/login", Op{"jwt.login", ""}, public, a.jwtLogin, fixed("auth/jwt/login")},
+		{"POST", "/v1/auth/cert/login", Op{"cert.login", ""}, public, a.certLogin, fixed("auth/cert/login")},
 	}
 	rs = append(rs, a.roleRoutes("jwt", a.jwtPutRole, a.jwtGetRole, a.jwtDeleteRole, a.jwtListRoles)...)
 	rs = append(rs, a.roleRoutes("cert", a.certPutRole, a.certGetRole, a.certDeleteRole, a.certListRoles)...)

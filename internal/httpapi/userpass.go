@@ -23,7 +23,7 @@ func (a *API) userpassRoutes() []route {
 		{"POST", "/v1/auth/userpass/users/{user}/totp/confirm", Op{"userpass.totp-confirm", capCustom}, authenticated, a.userpassConfirm, nil},
 		{"DELETE", "/v1/auth/userpass/users/{user}/totp", Op{"userpass.totp-disable", "update"}, authenticated, a.userpassDisableTOTP, userPath},
 		{"POST", "/v1/auth/userpass/users/{user}/unlock", Op{"userpass.unlock", "update"}, authenticated, a.userpassUnlock, userPath},
-		{"POST", "/v1/auth/userpass/login", Op{"userpass.login", ""}, public, a.userpassLogin, nil},
+		{"POST", "/v1/auth/userpass/login", Op{"userpass.login", ""}, public, a.userpassLogin, fixed("auth/userpass/login")},
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -87,7 +88,7 @@ func (l *Limiter) rule(path string) (int, *Rule) {
 }
 
 // AllowSource checks the per-source bucket for path; a nil Limiter allows all.
-func (l *Limiter) AllowSource(path, source string) error {
+func (l *Limiter) AllowSource(path string, source netip.Addr) error {
 	if l == nil {
 		return nil
 	}
@@ -95,7 +96,20 @@ func (l *Limiter) AllowSource(path, source string) error {
 	if r == nil || r.SourceRate == 0 {
 		return nil
 	}
-	return l.take(fmt.Sprintf("%d/s/%s", i, source), r.SourceRate, r.SourceBurst, "source")
+	return l.take(fmt.Sprintf("%d/s/%s", i, sourceKey(source)), r.SourceRate, r.SourceBurst, "source")
+}
+
+// sourceKey is the bucket of a source address: the address for IPv4, its
+// /64 for IPv6, since one host commonly holds a whole /64 and could
+// otherwise take a fresh bucket for every request.
+func sourceKey(a netip.Addr) string {
+	a = a.Unmap()
+	if a.Is6() {
+		if p, err := a.Prefix(64); err == nil {
+			return p.String()
+		}
+	}
+	return a.String()
 }
 
 // AllowIdentity checks the per-identity bucket for path.

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"errors"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -40,7 +41,7 @@ func TestBuckets(t *testing.T) {
 	if err := l.AllowIdentity("prod/db", "alice"); err != nil {
 		t.Fatalf("after refill: %v", err)
 	}
-	if err := l.AllowSource("prod/db", "10.0.0.1"); err != nil {
+	if err := l.AllowSource("prod/db", netip.MustParseAddr("10.0.0.1")); err != nil {
 		t.Fatalf("prod rule has no source limit; the default's does not apply: %v", err)
 	}
 }
@@ -50,10 +51,39 @@ func TestNoRulesNoLimiter(t *testing.T) {
 	if err != nil || l != nil {
 		t.Fatalf("New(no rates) = %v, %v, want nil", l, err)
 	}
-	if l.AllowIdentity("x/y", "a") != nil || l.AllowSource("x/y", "s") != nil {
+	if l.AllowIdentity("x/y", "a") != nil || l.AllowSource("x/y", netip.MustParseAddr("10.0.0.2")) != nil {
 		t.Fatal("nil limiter limited")
 	}
 	if _, err := New([]Rule{{IdentityRate: -1}}, nil); err == nil {
 		t.Fatal("negative rate accepted")
+	}
+}
+
+// TestSourceBucketsPerIPv6Slash64: an IPv6 host cannot take a fresh bucket
+// per request by rotating the addresses of its /64; IPv4 (also mapped) is
+// per address.
+func TestSourceBucketsPerIPv6Slash64(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l, err := New([]Rule{{Prefix: "", SourceRate: 1, SourceBurst: 1}}, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AllowSource("a", netip.MustParseAddr("2001:db8:1:2::1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AllowSource("a", netip.MustParseAddr("2001:db8:1:2:ffff::9")); err == nil {
+		t.Fatal("another address of the same /64 got a fresh bucket")
+	}
+	if err := l.AllowSource("a", netip.MustParseAddr("2001:db8:1:3::1")); err != nil {
+		t.Fatalf("another /64: %v", err)
+	}
+	if err := l.AllowSource("a", netip.MustParseAddr("10.0.0.1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AllowSource("a", netip.MustParseAddr("::ffff:10.0.0.1")); err == nil {
+		t.Fatal("an IPv4-mapped address got a bucket of its own")
+	}
+	if err := l.AllowSource("a", netip.MustParseAddr("10.0.0.2")); err != nil {
+		t.Fatalf("another IPv4 address: %v", err)
 	}
 }

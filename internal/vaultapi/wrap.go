@@ -178,7 +178,7 @@ func (a *API) wrap(rt *route) http.Handler {
 
 func (a *API) serve(rt *route, req *request) (*reply, error) {
 	path := req.PathValue("path")
-	if err := a.core.Limits.AllowSource(path, sourceAddr(req.Request).String()); err != nil {
+	if err := a.core.Limits.AllowSource(path, sourceAddr(req.Request)); err != nil {
 		return nil, err
 	}
 	if rt.access == authenticated {
