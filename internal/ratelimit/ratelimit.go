@@ -40,12 +40,21 @@ func (l *Limited) Error() string {
 // Unwrap makes a *Limited match ErrLimited.
 func (l *Limited) Unwrap() error { return ErrLimited }
 
-// maxBuckets bounds memory: idle buckets are dropped first.
-const maxBuckets = 100_000
+// maxBuckets bounds memory (see makeRoomLocked).
+var maxBuckets = 100_000
 
 type bucket struct {
-	tokens float64
-	last   time.Time
+	tokens   float64
+	last     time.Time
+	rate     float64
+	capacity float64
+	source   bool // a per-source bucket (anyone can make new ones)
+}
+
+// full reports whether b has refilled to capacity by now: dropping it then
+// changes nothing, since a new bucket starts full.
+func (b *bucket) full(now time.Time) bool {
+	return b.tokens+now.Sub(b.last).Seconds()*b.rate >= b.capacity
 }
 
 // Limiter is safe for concurrent use.
@@ -53,8 +62,9 @@ type Limiter struct {
 	rules []Rule // sorted by prefix length, longest first
 	now   func() time.Time
 
-	mu      sync.Mutex         // guards buckets
-	buckets map[string]*bucket // rule index + kind + key -> bucket
+	mu        sync.Mutex         // guards buckets and lastSweep
+	buckets   map[string]*bucket // rule index + kind + key -> bucket
+	lastSweep time.Time          // when makeRoomLocked last scanned every bucket
 }
 
 // New returns a limiter, or nil when no rule limits anything. now may be nil.
@@ -131,10 +141,13 @@ func (l *Limiter) take(key string, rate float64, burst int, kind string) error {
 	defer l.mu.Unlock()
 	b := l.buckets[key]
 	if b == nil {
-		if len(l.buckets) >= maxBuckets {
-			l.evictLocked(now)
+		if len(l.buckets) >= maxBuckets && !l.makeRoomLocked(now, kind == "source") {
+			// Every bucket is in use and this is one more source: a flood
+			// of new addresses waits rather than push live buckets (and
+			// the throttling they hold) out.
+			return &Limited{RetryAfter: time.Second, Kind: kind}
 		}
-		b = &bucket{tokens: capacity, last: now}
+		b = &bucket{tokens: capacity, last: now, rate: rate, capacity: capacity, source: kind == "source"}
 		l.buckets[key] = b
 	}
 	b.tokens = math.Min(capacity, b.tokens+now.Sub(b.last).Seconds()*rate)
@@ -147,22 +160,32 @@ func (l *Limiter) take(key string, rate float64, burst int, kind string) error {
 	return &Limited{RetryAfter: wait, Kind: kind}
 }
 
-// evictLocked drops buckets idle long enough to be full again; if none,
-// it drops half at random (map order).
-func (l *Limiter) evictLocked(now time.Time) {
-	for k, b := range l.buckets {
-		if now.Sub(b.last) > time.Minute {
-			delete(l.buckets, k)
+// makeRoomLocked makes room for a new bucket. At most once a second it
+// drops every bucket that has refilled (a fresh one would be the same).
+// If that is not enough, a new source bucket gets no room, and a new
+// identity bucket (identities are authenticated) takes the room of a
+// source bucket. It never drops an identity bucket that is still
+// throttling, and the full scan cannot be forced on every request.
+func (l *Limiter) makeRoomLocked(now time.Time, source bool) bool {
+	if now.Sub(l.lastSweep) >= time.Second {
+		l.lastSweep = now
+		for k, b := range l.buckets {
+			if b.full(now) {
+				delete(l.buckets, k)
+			}
 		}
 	}
 	if len(l.buckets) < maxBuckets {
-		return
+		return true
 	}
-	n := 0
-	for k := range l.buckets {
-		delete(l.buckets, k)
-		if n++; n >= maxBuckets/2 {
-			return
+	if source {
+		return false
+	}
+	for k, b := range l.buckets {
+		if b.source {
+			delete(l.buckets, k)
+			return true
 		}
 	}
+	return false
 }

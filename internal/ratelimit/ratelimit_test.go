@@ -87,3 +87,39 @@ func TestSourceBucketsPerIPv6Slash64(t *testing.T) {
 		t.Fatalf("another IPv4 address: %v", err)
 	}
 }
+
+// TestFloodKeepsThrottling: when every bucket is in use, a flood of new
+// source addresses is made to wait; it never pushes out the bucket of an
+// identity that is being throttled.
+func TestFloodKeepsThrottling(t *testing.T) {
+	defer func(n int) { maxBuckets = n }(maxBuckets)
+	maxBuckets = 4
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l, err := New([]Rule{{Prefix: "", IdentityRate: 1, IdentityBurst: 1, SourceRate: 1, SourceBurst: 1}}, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AllowIdentity("a", "mallory"); err != nil {
+		t.Fatal(err)
+	}
+	if l.AllowIdentity("a", "mallory") == nil {
+		t.Fatal("burst 1 allowed two")
+	}
+	refused := 0
+	for i := 0; i < 100; i++ {
+		if l.AllowSource("a", netip.AddrFrom4([4]byte{10, 0, byte(i / 256), byte(i)})) != nil {
+			refused++
+		}
+	}
+	if refused < 90 {
+		t.Fatalf("a flood of 100 new sources into 4 buckets: %d refused", refused)
+	}
+	if l.AllowIdentity("a", "mallory") == nil {
+		t.Fatal("the flood reset a throttled identity")
+	}
+	// Once buckets have refilled, new sources get room again.
+	now = now.Add(2 * time.Second)
+	if err := l.AllowSource("a", netip.MustParseAddr("10.9.9.9")); err != nil {
+		t.Fatalf("a new source after the buckets refilled: %v", err)
+	}
+}
