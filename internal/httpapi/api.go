@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coffer-dev/coffer/internal/auth"
@@ -89,7 +90,8 @@ type request struct {
 	id        string
 	principal *auth.Principal // nil on public routes
 	w         http.ResponseWriter
-	status    int // set by handlers that do not answer 200
+	status    int    // set by handlers that do not answer 200
+	onDone    func() // run once the answer is written (or refused)
 
 	// For the audit record, set along the way.
 	decision *policy.Decision // the last authorization decision
@@ -134,6 +136,10 @@ type API struct {
 	mux     *http.ServeMux
 	badPath http.Handler // answers paths with empty, . or .. segments
 	routes  []route
+
+	streamsMu  sync.Mutex     // guards streams and streamsAll
+	streams    map[string]int // open event streams by limit key
+	streamsAll int
 }
 
 // New builds the API and registers every route.
@@ -214,6 +220,11 @@ func (a *API) wrap(rt route) http.Handler {
 		h["Cache-Control"] = noStore // shared, never modified: saves an allocation per request
 		r.Body = http.MaxBytesReader(w, r.Body, bodyLimit(rt.op.Name))
 		req := &request{Request: r, ctx: r.Context(), id: id, w: w}
+		defer func() {
+			if req.onDone != nil {
+				req.onDone()
+			}
+		}()
 		resp, err := a.serve(rt, req)
 		status := resp.status
 		if err != nil {

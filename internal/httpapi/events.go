@@ -46,10 +46,47 @@ func (a *API) subscribe(r *request) (any, error) {
 		}
 		cursor = n
 	}
+	key := r.principal.LimitKey()
+	if !a.openStream(key) {
+		return nil, &apiError{http.StatusTooManyRequests, "too_many_streams",
+			fmt.Sprintf("at most %d event streams may be open per identity (or token family), and %d on the server; close one", maxStreamsPerKey, maxStreams)}
+	}
+	r.onDone = func() { a.closeStream(key) }
 	return rawResponse(func(w http.ResponseWriter) int {
 		a.stream(r, w, prefix, cursor)
 		return http.StatusOK
 	}), nil
+}
+
+// Every open stream is woken by every event: their number is bounded.
+const (
+	maxStreamsPerKey = 16
+	maxStreams       = 1024
+)
+
+// openStream takes a stream slot for key, if one is free.
+func (a *API) openStream(key string) bool {
+	a.streamsMu.Lock()
+	defer a.streamsMu.Unlock()
+	if a.streamsAll >= maxStreams || a.streams[key] >= maxStreamsPerKey {
+		return false
+	}
+	if a.streams == nil {
+		a.streams = map[string]int{}
+	}
+	a.streams[key]++
+	a.streamsAll++
+	return true
+}
+
+// closeStream gives back a slot taken by openStream.
+func (a *API) closeStream(key string) {
+	a.streamsMu.Lock()
+	defer a.streamsMu.Unlock()
+	if a.streams[key]--; a.streams[key] <= 0 {
+		delete(a.streams, key)
+	}
+	a.streamsAll--
 }
 
 func (a *API) stream(r *request, w http.ResponseWriter, prefix string, cursor uint64) {

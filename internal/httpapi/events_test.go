@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -102,4 +103,53 @@ func TestEventsStream(t *testing.T) {
 	if strings.Contains(rest[0], "value") {
 		t.Fatal("an event carries a value")
 	}
+}
+
+// TestEventStreamsBounded: every open stream is woken by every event, so a
+// token (with the tokens it made) holds at most 16 at once; closing one
+// frees its slot.
+func TestEventStreamsBounded(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	app, _ := h.c.CreateToken(ctx, client.TokenCreateInput{Policies: []string{"default"}})
+	var stops []func()
+	defer func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}()
+	for i := 0; i < 16; i++ {
+		_, stop := subscribe(t, h, app.Token, "", "")
+		stops = append(stops, stop)
+	}
+	child, _ := h.c.WithToken(app.Token).CreateToken(ctx, client.TokenCreateInput{})
+	for _, tok := range []string{app.Token, child.Token} {
+		s, body := h.raw(t, "GET", "/v1/events", tok, "")
+		if s != http.StatusTooManyRequests || !strings.Contains(fmt.Sprint(body), "too_many_streams") {
+			t.Fatalf("17th stream = %d %v, want 429 too_many_streams", s, body)
+		}
+	}
+	stops[0]()
+	stops = stops[1:]
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		req, _ := http.NewRequest("GET", h.srv.URL+"/v1/events", nil)
+		req.Header.Set("X-Coffer-Token", app.Token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.StatusCode == http.StatusOK {
+			res.Body.Close()
+			break
+		}
+		res.Body.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("a closed stream's slot was not freed: %d", res.StatusCode)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Other callers are not affected.
+	_, stop := subscribe(t, h, h.root, "", "")
+	stops = append(stops, stop)
 }
