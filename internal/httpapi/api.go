@@ -255,7 +255,12 @@ func (a *API) wrap(rt route) http.Handler {
 		a.metrics.Requests.WithLabelValues(rt.op.Name, metrics.CodeClass(status)).Inc()
 		a.metrics.RequestDuration.WithLabelValues(rt.op.Name).Observe(elapsed.Seconds())
 		if reason := refusalReason(status, err); reason != "" {
-			a.metrics.Refused.WithLabelValues(reason, a.metrics.Prefix(rt.policyPath(req))).Inc()
+			// Prefix labels are few: strangers must not fill them all.
+			prefix := a.metrics.StrangerPrefix(rt.policyPath(req))
+			if req.principal != nil {
+				prefix = a.metrics.Prefix(rt.policyPath(req))
+			}
+			a.metrics.Refused.WithLabelValues(reason, prefix).Inc()
 		}
 		a.log.Debug("request", "request_id", id, "op", rt.op.Name, "status", status, "duration", elapsed)
 	})

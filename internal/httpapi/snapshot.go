@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/coffer-dev/coffer/internal/core"
 	"github.com/coffer-dev/coffer/internal/snapshot"
@@ -38,6 +39,9 @@ func (a *API) snapshotSave(r *request) (any, error) {
 		return nil, err
 	}
 	return rawResponse(func(w http.ResponseWriter) int {
+		// A large snapshot may take longer to send than the server's write
+		// timeout allows an ordinary answer.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Duration(buf.Len()/(1<<20)+60) * time.Second))
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Disposition", `attachment; filename="coffer.snapshot"`)
 		w.WriteHeader(http.StatusOK)

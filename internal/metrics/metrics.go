@@ -76,7 +76,14 @@ const maxPrefixes = 64
 // path has more than one (a folder such as prod/ or sys/, never a secret's
 // own name), "top-level" for single-segment names, and "other" once
 // maxPrefixes distinct folders have been seen or for odd ones.
-func (m *Metrics) Prefix(path string) string {
+func (m *Metrics) Prefix(path string) string { return m.prefix(path, maxPrefixes) }
+
+// StrangerPrefix is Prefix for requests without a known caller: they may
+// claim only half the label values, so that junk paths from strangers
+// cannot crowd out the folders real callers use.
+func (m *Metrics) StrangerPrefix(path string) string { return m.prefix(path, maxPrefixes/2) }
+
+func (m *Metrics) prefix(path string, limit int) string {
 	first, _, more := strings.Cut(path, "/")
 	switch {
 	case path == "":
@@ -96,7 +103,7 @@ func (m *Metrics) Prefix(path string) string {
 	m.prefixMu.Lock()
 	defer m.prefixMu.Unlock()
 	if _, ok := m.prefixes[first]; !ok {
-		if len(m.prefixes) >= maxPrefixes {
+		if len(m.prefixes) >= limit {
 			return "other"
 		}
 		m.prefixes[first] = struct{}{}
