@@ -37,6 +37,9 @@ commands need no COFFER_TOKEN. --no-store prints the token instead (with --json 
 			var tok string
 			switch method {
 			case "token":
+				if len(args) == 1 && args[0] != "-" {
+					fmt.Fprintln(e.stderr, "warning: a token given as an argument shows in the process list and your shell history; run `coffer login` to be prompted, or pass - to read it from stdin")
+				}
 				if tok, err = e.readSecretInput(args, "Token: "); err != nil {
 					return err
 				}
