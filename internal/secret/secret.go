@@ -76,6 +76,10 @@ type Metadata struct {
 	LatestVersion int               `json:"latest_version"`
 	Stages        map[string]int    `json:"stages"`
 	Versions      []Version         `json:"versions"`
+	// PrunedTokens are the idempotency tokens of versions that max_versions
+	// pruned (the latest maxPrunedTokens): a late retry with one of them is
+	// refused instead of writing the old value again as a new version.
+	PrunedTokens []string `json:"pruned_idempotency_tokens,omitempty"`
 }
 
 // Version describes one version of a secret.
@@ -432,6 +436,11 @@ func (s *Service) Put(ctx context.Context, in PutInput) (*PutResult, error) {
 				res = &PutResult{Name: m.Name, Version: v.Number, Stages: m.stagesOf(v.Number), Replay: true}
 				return nil
 			}
+			if slices.Contains(m.PrunedTokens, in.IdempotencyToken) {
+				// Its version is gone, but it was written: writing the value
+				// again would make an old value current.
+				return fmt.Errorf("%w: its version was written and has since been pruned (max_versions); nothing was written", ErrIdempotencyConflict)
+			}
 		}
 		if in.CAS != nil && *in.CAS != m.LatestVersion {
 			return fmt.Errorf("%w (latest is %d, cas was %d)", ErrCASMismatch, m.LatestVersion, *in.CAS)
@@ -483,6 +492,10 @@ func (m *Metadata) setStage(stage string, n int) {
 	m.Stages[stage] = n
 }
 
+// maxPrunedTokens bounds how many idempotency tokens of pruned versions a
+// secret remembers.
+const maxPrunedTokens = 64
+
 // prune removes the oldest versions that hold no stage until at most
 // MaxVersions remain.
 func (s *Service) prune(tx storage.Tx, m *Metadata) error {
@@ -493,6 +506,12 @@ func (s *Service) prune(tx storage.Tx, m *Metadata) error {
 		}
 		if err := tx.Delete(dataKey(m.ID, m.Versions[i].Number)); err != nil {
 			return err
+		}
+		if t := m.Versions[i].IdempotencyToken; t != "" {
+			m.PrunedTokens = append(m.PrunedTokens, t)
+			if n := len(m.PrunedTokens) - maxPrunedTokens; n > 0 {
+				m.PrunedTokens = slices.Delete(m.PrunedTokens, 0, n)
+			}
 		}
 		m.Versions = slices.Delete(m.Versions, i, i+1)
 	}

@@ -170,6 +170,18 @@ func TestIdempotency(t *testing.T) {
 	if m, _ := s.Describe(ctx, "i"); m.LatestVersion != 1 {
 		t.Fatalf("latest = %d, want 1", m.LatestVersion)
 	}
+
+	// A late retry whose version max_versions pruned writes nothing: it
+	// would make an old value current again.
+	mustPut(t, s, PutInput{Name: "p", Value: []byte("v1"), IdempotencyToken: "deploy-42", MaxVersions: 2})
+	mustPut(t, s, PutInput{Name: "p", Value: []byte("v2")})
+	mustPut(t, s, PutInput{Name: "p", Value: []byte("v3")})
+	if _, err := s.Put(ctx, PutInput{Name: "p", Value: []byte("v1"), IdempotencyToken: "deploy-42"}); !errors.Is(err, ErrIdempotencyConflict) {
+		t.Fatalf("retry of a pruned version = %v, want ErrIdempotencyConflict", err)
+	}
+	if m, _ := s.Describe(ctx, "p"); m.LatestVersion != 3 || m.CurrentVersion() != 3 {
+		t.Fatalf("after the late retry: latest %d current %d, want 3 and 3", m.LatestVersion, m.CurrentVersion())
+	}
 }
 
 func TestDeleteRestorePurge(t *testing.T) {
