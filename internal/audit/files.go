@@ -176,6 +176,9 @@ type lineReader struct {
 	buf     []byte // bytes read from off on
 	line    int    // number of lines returned so far
 	partial bool   // the last EOF came after an incomplete line
+	// beforeRead, if set, runs before each read of the file: every byte in
+	// buf was read after its last call.
+	beforeRead func()
 }
 
 func newLineReader(f *os.File) *lineReader {
@@ -198,17 +201,24 @@ func (lr *lineReader) next() ([]byte, error) {
 		if len(lr.buf) > MaxRecordBytes {
 			return nil, errLineTooLong
 		}
-		n := copy(lr.store, lr.buf)
-		if n == len(lr.store) {
+		// Read the incomplete line again from its start with what follows,
+		// rather than append to the bytes already held: the file's tail may
+		// have changed since (a failed write is cut off and rewritten), and
+		// a line must come from one read.
+		had := len(lr.buf)
+		if had == len(lr.store) {
 			lr.store = append(lr.store, make([]byte, len(lr.store))...)
 		}
-		m, err := lr.f.ReadAt(lr.store[n:], lr.off+int64(n))
-		lr.buf = lr.store[:n+m]
-		if m > 0 {
+		if lr.beforeRead != nil {
+			lr.beforeRead()
+		}
+		m, err := lr.f.ReadAt(lr.store, lr.off)
+		lr.buf = lr.store[:m]
+		if m > had {
 			continue
 		}
 		if err == nil || errors.Is(err, io.EOF) {
-			lr.partial = n > 0
+			lr.partial = m > 0
 			lr.buf = lr.store[:0]
 			return nil, io.EOF
 		}

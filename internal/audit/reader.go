@@ -22,6 +22,8 @@ type Reader struct {
 	lr    *lineReader // reads f
 	next  *logFile    // a newer file seen at EOF: switch to it after draining f once more
 
+	readLimit uint64 // limit() just before the bytes in lr were read
+
 	have     bool   // prevSeq and prevHash hold the last record read
 	prevSeq  uint64 // seq of the last record read (returned or skipped)
 	prevHash string // its hash
@@ -117,7 +119,7 @@ func (r *Reader) accept(line []byte) (*Record, error) {
 	if msg != "" {
 		return nil, r.corrupt(r.lr.line, seq, msg)
 	}
-	if r.limit != nil && rec.Seq > r.limit() {
+	if r.limit != nil && rec.Seq > r.readLimit {
 		r.lr.unread(len(line))
 		return nil, io.EOF
 	}
@@ -174,6 +176,14 @@ func (r *Reader) open(f logFile) error {
 	}
 	r.f, r.path, r.first, r.next = fh, f.path, f.first, nil
 	r.lr = newLineReader(fh)
+	// A record is returned only if it was durable before its bytes were
+	// read: a record read before its fsync failed may have been cut off
+	// and its seq reused since. (limit may be set after the file opened.)
+	r.lr.beforeRead = func() {
+		if r.limit != nil {
+			r.readLimit = r.limit()
+		}
+	}
 	return nil
 }
 

@@ -207,3 +207,60 @@ func TestReaderCorrupt(t *testing.T) {
 		})
 	}
 }
+
+// TestReaderLimitAppliesWhenRead: a record is returned only if it was
+// durable before its bytes were read. Here the bytes of seq 3 are read
+// while only seq 2 is durable; by the time they are checked, a seq 3 is
+// durable, but a different one (the first write failed and was cut off):
+// the Reader must read the file again, not hand out what it read first.
+func TestReaderLimitAppliesWhenRead(t *testing.T) {
+	opts := testOptions(t)
+	l := openLog(t, opts)
+	appendN(t, l, 1, 1) // seq 2 (seq 1 is the start record)
+	closeLog(t, l)      // seq 3 is the closing checkpoint: cut it, and write our own seq 3s
+	files, err := listFiles(opts.Dir)
+	if err != nil || len(files) != 1 {
+		t.Fatal(files, err)
+	}
+	path := files[0].path
+	recs := readAll(t, opts.Dir)
+	two := recs[1]
+	raw, _ := os.ReadFile(path)
+	end := bytes.Index(raw, []byte("\n"))
+	end += 1 + bytes.Index(raw[end+1:], []byte("\n")) + 1 // after seq 2's line
+	line := func(id string) []byte {
+		body, err := encodeBody(&Record{Time: two.Time, Type: TypeRequest, RequestID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := chain{seq: two.Seq, hash: two.Hash}
+		return c.appendLine(nil, body, TypeRequest)
+	}
+	if err := os.WriteFile(path, append(raw[:end:end], line("refused")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	r, err := NewReader(opts.Dir, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.limit = func() uint64 {
+		if calls.Add(1) == 1 {
+			// Meanwhile the write of seq 3 failed, was cut off and was
+			// replaced by the real seq 3, now durable. A Reader that read
+			// the file before asking would hold the cut-off record.
+			if err := os.WriteFile(path, append(raw[:end:end], line("real")...), 0o600); err != nil {
+				t.Error(err)
+			}
+		}
+		return 3
+	}
+	rec, err := r.Next()
+	for errors.Is(err, io.EOF) {
+		rec, err = r.Next()
+	}
+	if err != nil || rec.RequestID != "real" {
+		t.Fatalf("Next = %+v, %v; want the durable seq 3 (real), never the one cut off", rec, err)
+	}
+}

@@ -35,9 +35,17 @@ type Sink interface {
 
 // Config configures a Runner.
 type Config struct {
-	Dir      string // the audit log directory; cursors are kept here
-	Name     string // names the cursor file and the lag metric label
-	Sink     Sink
+	Dir  string // the audit log directory; cursors are kept here
+	Name string // names the cursor file and the lag metric label
+	Sink Sink
+	// Log returns the open audit log the sink follows, or nil while there
+	// is none (the server is sealed); the sink then waits. It is called for
+	// every delivery, so a log replaced on unseal is picked up. Required:
+	// records are read through Log.NewReader, which returns a record only
+	// once it is durable. (Reading the files directly could ship a record
+	// whose fsync then failed, a request that was refused, and skip the
+	// record that reused its seq.)
+	Log      func() *audit.Log
 	Batch    int           // records per send; default 100
 	Poll     time.Duration // how often to look for new records at the end of the log; default 200ms
 	MaxRetry time.Duration // backoff cap; default 30s
@@ -66,13 +74,22 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Log == nil {
+		return nil, fmt.Errorf("audit sink %s: no audit log to follow", cfg.Name)
+	}
 	r := &Runner{cfg: cfg}
 	b, err := os.ReadFile(r.cursorPath())
 	switch {
 	case err == nil:
 		n, perr := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 		if perr != nil {
-			return nil, fmt.Errorf("audit sink %s: cursor file is corrupt", cfg.Name)
+			// An empty or garbled cursor (say, from a crash of an older
+			// version mid-save) loses only the position: start over from
+			// the oldest record on disk. The destination gets duplicates,
+			// which it must tolerate anyway, but no record is lost.
+			cfg.Logger.Warn("audit sink cursor file is unreadable; delivering from the oldest record again",
+				"sink", cfg.Name, "file", r.cursorPath(), "error", perr)
+			n = 0
 		}
 		r.cursor.Store(n)
 	case !errors.Is(err, os.ErrNotExist):
@@ -91,12 +108,43 @@ func (r *Runner) Cursor() uint64 { return r.cursor.Load() }
 // Errors counts failed sends.
 func (r *Runner) Errors() uint64 { return r.errs.Load() }
 
+// saveCursor replaces the cursor file atomically and durably: the new
+// contents are fsynced before the rename, and the directory after it, so a
+// crash or power loss leaves either the old cursor or the new one.
 func (r *Runner) saveCursor(seq uint64) error {
 	tmp := r.cursorPath() + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.FormatUint(seq, 10)+"\n"), 0o600); err != nil {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, r.cursorPath())
+	_, err = f.WriteString(strconv.FormatUint(seq, 10) + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, r.cursorPath())
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(r.cfg.Dir)
+}
+
+// syncDir fsyncs a directory so that a rename in it is durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Run delivers records until ctx ends.
@@ -128,12 +176,16 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// deliver sends what is after the cursor, a batch at a time, and returns
-// how many records it delivered.
+// deliver sends the durable records after the cursor, a batch at a time,
+// and returns how many records it delivered.
 func (r *Runner) deliver(ctx context.Context) (int, error) {
-	rd, err := audit.NewReader(r.cfg.Dir, r.cursor.Load())
+	l := r.cfg.Log()
+	if l == nil {
+		return 0, nil // sealed, or not initialized yet: no log to follow
+	}
+	rd, err := l.NewReader(r.cursor.Load())
 	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil // the log is not written yet (server not initialized)
+		return 0, nil // the log is not written yet
 	}
 	if err != nil {
 		return 0, err
@@ -193,12 +245,18 @@ func (s *Writer) Send(_ context.Context, recs []*audit.Record) error {
 }
 
 // Webhook POSTs each batch as a JSON array to a URL (a SIEM's HTTP
-// collector). Any status outside 2xx is a failure to retry.
+// collector). Any status outside 2xx is a failure to retry. Redirects are
+// not followed (a 3xx is a failure too): following one would turn the POST
+// into a GET without the batch, whose 200 would count the batch as
+// delivered, and would send Headers (API keys) to another address.
 type Webhook struct {
 	URL     string
 	Headers map[string]string // e.g. an Authorization header for the collector
-	Client  *http.Client      // default: 10s timeout
+	Client  *http.Client      // default: 10s timeout; its redirect policy is overridden
 }
+
+// noRedirect makes a client return a redirect response as it is.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // Send implements Sink.
 func (s *Webhook) Send(ctx context.Context, recs []*audit.Record) error {
@@ -214,17 +272,21 @@ func (s *Webhook) Send(ctx context.Context, recs []*audit.Record) error {
 	for k, v := range s.Headers {
 		req.Header.Set(k, v)
 	}
-	hc := s.Client
-	if hc == nil {
-		hc = &http.Client{Timeout: 10 * time.Second}
+	hc := http.Client{Timeout: 10 * time.Second}
+	if s.Client != nil {
+		hc = *s.Client
 	}
+	hc.CheckRedirect = noRedirect
 	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
+	switch {
+	case resp.StatusCode/100 == 3:
+		return fmt.Errorf("webhook answered %d (a redirect): redirects are not followed, configure the collector's final URL", resp.StatusCode)
+	case resp.StatusCode/100 != 2:
 		return fmt.Errorf("webhook answered %d", resp.StatusCode)
 	}
 	return nil

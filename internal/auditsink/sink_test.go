@@ -29,6 +29,9 @@ func openLog(t *testing.T, dir string) *audit.Log {
 	return l
 }
 
+// logOf returns a Config.Log that always returns l.
+func logOf(l *audit.Log) func() *audit.Log { return func() *audit.Log { return l } }
+
 func appendN(t *testing.T, l *audit.Log, n int) {
 	t.Helper()
 	for i := 0; i < n; i++ {
@@ -74,7 +77,7 @@ func TestDeadWebhookCatchesUp(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer srv.Close()
-	run, err := New(Config{Dir: dir, Name: "siem", Sink: &Webhook{URL: srv.URL}, MaxRetry: 50 * time.Millisecond, Poll: 10 * time.Millisecond})
+	run, err := New(Config{Dir: dir, Log: logOf(l), Name: "siem", Sink: &Webhook{URL: srv.URL}, MaxRetry: 50 * time.Millisecond, Poll: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +110,7 @@ func TestDeadWebhookCatchesUp(t *testing.T) {
 		}
 	}
 	// A new runner resumes from the persisted cursor instead of starting over.
-	again, _ := New(Config{Dir: dir, Name: "siem", Sink: &Webhook{URL: srv.URL}})
+	again, _ := New(Config{Dir: dir, Log: logOf(l), Name: "siem", Sink: &Webhook{URL: srv.URL}})
 	if again.Cursor() != run.Cursor() {
 		t.Fatalf("cursor after restart = %d, want %d", again.Cursor(), run.Cursor())
 	}
@@ -122,7 +125,7 @@ func TestSyslogUDP(t *testing.T) {
 	dir := t.TempDir()
 	l := openLog(t, dir)
 	appendN(t, l, 3)
-	run, _ := New(Config{Dir: dir, Name: "syslog", Sink: &Syslog{Network: "udp", Address: pc.LocalAddr().String()}})
+	run, _ := New(Config{Dir: dir, Log: logOf(l), Name: "syslog", Sink: &Syslog{Network: "udp", Address: pc.LocalAddr().String()}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { run.Run(ctx); close(done) }()

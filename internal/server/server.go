@@ -132,7 +132,7 @@ func New(opts Options) (*Server, error) {
 		return 1
 	}))
 	for name, sk := range opts.AuditSinks {
-		r, err := auditsink.New(auditsink.Config{Dir: opts.Audit.Dir, Name: name, Sink: sk, Logger: log})
+		r, err := auditsink.New(auditsink.Config{Dir: opts.Audit.Dir, Name: name, Sink: sk, Logger: log, Log: c.AuditLog})
 		if err != nil {
 			return nil, err
 		}
