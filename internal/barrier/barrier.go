@@ -57,6 +57,10 @@ var (
 	ErrDecrypt = errors.New("record failed authentication")
 	// ErrReservedKey is returned for writes to keys the barrier manages itself.
 	ErrReservedKey = errors.New("key is reserved for the barrier")
+	// ErrKeyringChanged is returned by Rewrap when the barrier's keys were
+	// replaced while it ran (rotated, reloaded, or sealed and unsealed):
+	// it stops, and a new Rewrap continues with the current keys.
+	ErrKeyringChanged = errors.New("keyring changed during rewrap; run it again")
 )
 
 // Barrier is the encryption layer over a storage.Backend. Its methods are
@@ -415,19 +419,44 @@ func reserved(key string) bool {
 // Rewrap re-encrypts every record still on an older term under the active
 // term, a page at a time, and returns how many it rewrote. It is safe to run
 // while serving: each record is re-read inside its own transaction.
+//
+// Rewrap works with the keyset the barrier held when it started, and only
+// while the barrier still holds that very keyset: it checks before each
+// page and each record, and stops with ErrSealed once the barrier is sealed,
+// or with ErrKeyringChanged once the keyset was replaced (a rotation, a
+// reload, or a seal and unseal); records already rewritten stay rewritten,
+// and a later Rewrap finishes the rest. So no key is used after Seal.
 func (b *Barrier) Rewrap(ctx context.Context) (int, error) {
 	ks := b.keys.Load()
 	if ks == nil {
 		return 0, ErrSealed
 	}
+	// Drop this call's reference to the keys when it returns (the
+	// transaction closure below shares the variable).
+	defer func() { ks = nil }()
+	held := func() error {
+		switch cur := b.keys.Load(); {
+		case cur == nil:
+			return ErrSealed
+		case cur != ks:
+			return ErrKeyringChanged
+		}
+		return nil
+	}
 	n, after := 0, ""
 	for {
+		if err := held(); err != nil {
+			return n, err
+		}
 		keys, err := b.backend.List(ctx, "", after, 256)
 		if err != nil {
 			return n, err
 		}
 		if len(keys) == 0 {
 			return n, nil
+		}
+		if err := held(); err != nil {
+			return n, err
 		}
 		after = keys[len(keys)-1]
 		var stale []string
@@ -448,6 +477,9 @@ func (b *Barrier) Rewrap(ctx context.Context) (int, error) {
 		}
 		err = b.backend.Update(ctx, func(tx storage.Tx) error {
 			for _, k := range stale {
+				if err := held(); err != nil {
+					return err // rolls back this page
+				}
 				raw, err := tx.Get(k)
 				if err != nil {
 					continue
@@ -460,6 +492,7 @@ func (b *Barrier) Rewrap(ctx context.Context) (int, error) {
 					return fmt.Errorf("rewrap record: %w", err)
 				}
 				ct, err := encrypt(ks.aeads[ks.active], ks.active, k, plain)
+				clear(plain)
 				if err != nil {
 					return err
 				}

@@ -37,8 +37,14 @@ type Config struct {
 	// APIAddr is the URL other nodes and operators reach this node at.
 	APIAddr string
 	Version string
-	// Sealed reports the node's seal state for the registry; nil: unsealed.
+	// Sealed reports the node's seal state; nil: unsealed. A sealed node
+	// cannot run the leader's jobs, so it does not campaign, and a leader
+	// that seals steps down (releasing the lock) within SealPoll.
 	Sealed func() bool
+	// SealPoll is how often Run checks Sealed between campaigns, so that a
+	// seal or unseal is acted on without waiting for Interval; 0 means
+	// 250ms, or Interval if that is shorter.
+	SealPoll time.Duration
 	// OnChange is called, on the Node's goroutine, when this node gains
 	// (true) or loses (false) leadership.
 	OnChange func(leader bool)
@@ -78,6 +84,9 @@ func New(cfg Config) *Node {
 	}
 	if cfg.Sealed == nil {
 		cfg.Sealed = func() bool { return false }
+	}
+	if cfg.SealPoll <= 0 {
+		cfg.SealPoll = min(250*time.Millisecond, cfg.Interval)
 	}
 	return &Node{cfg: cfg, started: cfg.Now().UTC()}
 }
@@ -140,20 +149,38 @@ func (n *Node) Run(ctx context.Context) {
 	}()
 	t := time.NewTicker(n.cfg.Interval)
 	defer t.Stop()
+	// A seal (or unseal) between two campaigns is acted on at once: a
+	// sealed leader must not hold the lock while it cannot run the jobs.
+	poll := time.NewTicker(n.cfg.SealPoll)
+	defer poll.Stop()
 	for {
-		sess = n.campaign(ctx, sess)
+		sealed := n.cfg.Sealed()
+		sess = n.campaign(ctx, sess, sealed)
 		n.heartbeat(ctx, sess)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				break wait
+			case <-poll.C:
+				if n.cfg.Sealed() != sealed {
+					break wait
+				}
+			}
 		}
 	}
 }
 
 // campaign keeps sess alive and tries for the lock; it returns the session
-// to use next time (nil after a failure).
-func (n *Node) campaign(ctx context.Context, sess *pgx.Conn) *pgx.Conn {
+// to use next time (nil after a failure). A sealed node does not campaign:
+// it steps down if it leads and ends its session, which releases the lock
+// for an unsealed node to take.
+func (n *Node) campaign(ctx context.Context, sess *pgx.Conn, sealed bool) *pgx.Conn {
+	if sealed {
+		return n.standDown(sess)
+	}
 	cctx, cancel := context.WithTimeout(ctx, n.cfg.Timeout)
 	defer cancel()
 	fail := func(what string, err error) *pgx.Conn {
@@ -184,9 +211,32 @@ func (n *Node) campaign(ctx context.Context, sess *pgx.Conn) *pgx.Conn {
 		return fail("try lock", err)
 	}
 	if got {
+		if n.cfg.Sealed() {
+			// Sealed while trying: give the lock straight back.
+			return n.standDown(sess)
+		}
 		n.setLeader(true)
 	}
 	return sess
+}
+
+// standDown, for a sealed node, ends leadership (cancelling the term, so
+// the leader's jobs stop) and then the session, releasing the lock. It
+// returns the session to use next time: none, until the node is unsealed.
+func (n *Node) standDown(sess *pgx.Conn) *pgx.Conn {
+	if n.IsLeader() {
+		n.cfg.Logger.Warn("this node is sealed: stepping down as cluster leader", "node", n.cfg.NodeID)
+	}
+	n.setLeader(false)
+	if sess != nil {
+		cctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeout)
+		defer cancel()
+		// Closing the session releases the lock; should the goodbye not
+		// reach PostgreSQL, the socket is closed anyway and the server
+		// ends the session when it notices.
+		sess.Close(cctx)
+	}
+	return nil
 }
 
 func (n *Node) connect(ctx context.Context) (*pgx.Conn, error) {
