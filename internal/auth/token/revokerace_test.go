@@ -258,7 +258,7 @@ func assertNoKeys(t *testing.T, s *Service, prefixes ...string) {
 
 // TestChildDepthBounded: a chain of child tokens stops at MaxDepth, so a
 // revocation (which follows the tree to maxTreeDepth) reaches every
-// descendant; orphans start a new chain but stay in their creator's family.
+// descendant; orphans start a new chain and a new family.
 func TestChildDepthBounded(t *testing.T) {
 	s, _ := newLoaded(t)
 	ctx := context.Background()
@@ -274,7 +274,7 @@ func TestChildDepthBounded(t *testing.T) {
 		t.Fatalf("child past MaxDepth = %v, want refused", err)
 	}
 	_, orphan := mustCreate(t, s, CreateInput{DisplayName: "o", Method: "token", Parent: e, Orphan: true})
-	if orphan.Depth != 0 || orphan.Family != top.Accessor || orphan.Parent != "" {
+	if orphan.Depth != 0 || orphan.family() != orphan.Accessor || orphan.Parent != "" {
 		t.Fatalf("orphan: depth %d family %q parent %q", orphan.Depth, orphan.Family, orphan.Parent)
 	}
 	if err := s.Revoke(ctx, top); err != nil {

@@ -91,7 +91,8 @@ type Entry struct {
 	// descendant.
 	Depth int `json:"depth,omitempty"`
 	// Family is the accessor of the first token of its line: the token
-	// whose children, grandchildren and orphans it created all share it.
+	// whose children and grandchildren all share it (root's tokens and
+	// orphans start a line of their own).
 	// A caller without an identity (root and its descendants) is rate
 	// limited by family, so making children does not make fresh buckets.
 	Family string `json:"family,omitempty"`
@@ -385,7 +386,13 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (string, *Entry, e
 		e.IdentityMeta = maps.Clone(e.IdentityMeta)
 	}
 	if in.Parent != nil {
-		e.Family = in.Parent.family()
+		// A child stays in its creator's family, so that making tokens is
+		// no way around a rate limit. Root's tokens and orphans (which take
+		// the create-orphan capability) are handed to someone else: they
+		// start families of their own.
+		if !in.Orphan && !slices.Contains(in.Parent.Policies, "root") {
+			e.Family = in.Parent.family()
+		}
 		if !in.Orphan {
 			if e.Depth = in.Parent.Depth + 1; e.Depth > MaxDepth {
 				return "", nil, &auth.InputError{Field: "parent", Msg: fmt.Sprintf("a chain of child tokens may be at most %d deep; create an orphan or start from a login", MaxDepth)}
