@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -169,4 +170,19 @@ func fileSize(tb testing.TB, path string) int64 {
 		tb.Fatal(err)
 	}
 	return fi.Size()
+}
+
+// blockNextSync makes the first fsync after arm() wait: entered is closed
+// when the writer reaches it, and the fsync goes ahead once release is
+// closed. Appends made meanwhile queue up behind it.
+func blockNextSync(opts *Options) (arm func(), entered, release chan struct{}) {
+	var armed atomic.Bool
+	entered, release = make(chan struct{}), make(chan struct{})
+	opts.beforeSync = func() {
+		if armed.CompareAndSwap(true, false) {
+			close(entered)
+			<-release
+		}
+	}
+	return func() { armed.Store(true) }, entered, release
 }

@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -193,19 +192,11 @@ func TestRetention(t *testing.T) {
 
 func TestGroupCommit(t *testing.T) {
 	const n = 64
-	var armed atomic.Bool
-	entered := make(chan struct{})
-	release := make(chan struct{})
 	opts := testOptions(t)
-	opts.beforeSync = func() {
-		if armed.CompareAndSwap(true, false) { // the first fsync after arming waits
-			close(entered)
-			<-release
-		}
-	}
+	arm, entered, release := blockNextSync(&opts)
 	l := openLog(t, opts)
 	base := l.syncs.Load()
-	armed.Store(true)
+	arm()
 
 	seqs := make([]uint64, n)
 	var wg sync.WaitGroup
@@ -536,18 +527,10 @@ func TestPublicKeyID(t *testing.T) {
 // written, together, once the linger ends.
 func TestLingerEndsWithFewerAppends(t *testing.T) {
 	const n = 16
-	var armed atomic.Bool
-	entered := make(chan struct{})
-	release := make(chan struct{})
 	opts := testOptions(t)
-	opts.beforeSync = func() {
-		if armed.CompareAndSwap(true, false) {
-			close(entered)
-			<-release
-		}
-	}
+	arm, entered, release := blockNextSync(&opts)
 	l := openLog(t, opts)
-	armed.Store(true)
+	arm()
 	var wg sync.WaitGroup
 	appendOne := func(i int) {
 		defer wg.Done()

@@ -111,16 +111,8 @@ func TestReaderIncompleteLine(t *testing.T) {
 // TestLogReaderDurableOnly shows that Log.NewReader does not return a record
 // that is written but not yet fsynced, while a plain Reader may.
 func TestLogReaderDurableOnly(t *testing.T) {
-	var armed atomic.Bool
-	entered := make(chan struct{})
-	release := make(chan struct{})
 	opts := testOptions(t)
-	opts.beforeSync = func() {
-		if armed.CompareAndSwap(true, false) {
-			close(entered)
-			<-release
-		}
-	}
+	arm, entered, release := blockNextSync(&opts)
 	l := openLog(t, opts)
 	r, err := l.NewReader(0)
 	if err != nil {
@@ -129,7 +121,7 @@ func TestLogReaderDurableOnly(t *testing.T) {
 	defer r.Close()
 	checkSeqs(t, drain(t, r), 1, 1)
 
-	armed.Store(true)
+	arm()
 	done := make(chan error)
 	go func() { done <- l.Append(context.Background(), request(1)) }()
 	<-entered // record 2 is written, its fsync has not run

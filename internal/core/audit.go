@@ -193,6 +193,21 @@ func (c *Core) AuditLog() *audit.Log {
 	return nil
 }
 
+// Sensitive holds the request fields an audit record keeps only as HMACs.
+// The zero value is ready to use.
+type Sensitive map[string]string
+
+// Add records field's value (nothing for an empty one).
+func (s *Sensitive) Add(field, value string) {
+	if value == "" {
+		return
+	}
+	if *s == nil {
+		*s = Sensitive{}
+	}
+	(*s)[field] = value
+}
+
 // RequestRecord is what a wire adapter knows about a request.
 type RequestRecord struct {
 	// Type is audit.TypeRequest (the default) for the outcome, or
@@ -209,7 +224,7 @@ type RequestRecord struct {
 	Err          error  // the request's error, if any
 	ErrCode      string // the adapter's error code for Err
 	Decision     *policy.Decision
-	Sensitive    map[string]string // fields kept only as HMACs
+	Sensitive    Sensitive // fields kept only as HMACs
 	Elapsed      time.Duration
 }
 

@@ -97,20 +97,12 @@ type request struct {
 	decision *policy.Decision // the last authorization decision
 	version  int              // the secret version read or written
 	stage    string
-	hmacs    map[string]string // sensitive fields, to be HMACed
-	audited  bool              // the operation wrote its own audit record (seal)
+	hmacs    core.Sensitive // sensitive fields, to be HMACed
+	audited  bool           // the operation wrote its own audit record (seal)
 }
 
 // sensitive records a field whose value the audit record holds only as an HMAC.
-func (r *request) sensitive(field, value string) {
-	if value == "" {
-		return
-	}
-	if r.hmacs == nil {
-		r.hmacs = map[string]string{}
-	}
-	r.hmacs[field] = value
-}
+func (r *request) sensitive(field, value string) { r.hmacs.Add(field, value) }
 
 // Config configures the API.
 type Config struct {

@@ -34,20 +34,23 @@ func (a *API) reportExposure(r *request) (any, error) {
 	}
 	name := r.PathValue("name")
 	// A reporter (a leak scanner) may hold only create on the report: what
-	// it learns of the secret itself is what read on it would show.
-	decided := r.decision
-	_, canRead := a.authz.Decide(r.ctx, r.principal, Check{Op: "secret.describe", Path: name, Capability: "read", Source: sourceAddr(r.Request)})
-	r.decision = decided
+	// it learns of the secret itself is what read on it would show. (A
+	// check without recording: the route's decision stays the record's.)
+	mayRead := func() bool {
+		_, err := a.authz.Decide(r.ctx, r.principal, Check{Op: "secret.describe", Path: name, Capability: "read", Source: sourceAddr(r.Request)})
+		return err == nil
+	}
+	const vague = "version: no such secret or version (a reporter without read on the secret is told no more)"
 	m, err := a.core.Secrets.Describe(r.ctx, name)
 	if err != nil {
-		if canRead != nil && errors.Is(err, secret.ErrNotFound) {
-			return nil, badRequest("version: no such secret or version (a reporter without read on the secret is told no more)")
+		if errors.Is(err, secret.ErrNotFound) && !mayRead() {
+			return nil, badRequest(vague)
 		}
 		return nil, err
 	}
 	if in.Version != 0 && !slices.ContainsFunc(m.Versions, func(v secret.Version) bool { return v.Number == in.Version }) {
-		if canRead != nil {
-			return nil, badRequest("version: no such secret or version (a reporter without read on the secret is told no more)")
+		if !mayRead() {
+			return nil, badRequest(vague)
 		}
 		return nil, badRequest("version: %s has no version %d (latest is %d)", name, in.Version, m.LatestVersion)
 	}

@@ -1,7 +1,6 @@
 package vaultapi_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http/httptest"
 	"path/filepath"
@@ -102,24 +101,16 @@ func TestAuditRecordsUnroutedRequests(t *testing.T) {
 func TestAuditApproleLogin(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "audit")
 	h := newAuditHarness(t, dir)
-	ctx := context.Background()
-	role, err := h.core.AppRole.PutRole(ctx, approleRole("web", "reader"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sid, _, _, err := h.core.AppRole.GenerateSecretID(ctx, "web", nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	status, body := h.do(t, "POST", "/v1/auth/approle/login", "", `{"role_id":"`+role.RoleID+`","secret_id":"`+sid+`"}`)
+	roleID, sid, login := approleLogin(t, h, "web", 0)
+	status, body := h.do(t, "POST", "/v1/auth/approle/login", "", login)
 	if status != 200 {
 		t.Fatalf("login = %d %v", status, body)
 	}
 	a := body["auth"].(map[string]any)
-	if status, _ := h.do(t, "POST", "/v1/auth/approle/login", "", `{"role_id":"`+role.RoleID+`","secret_id":"wrong"}`); status != 400 {
+	if status, _ := h.do(t, "POST", "/v1/auth/approle/login", "", `{"role_id":"`+roleID+`","secret_id":"wrong"}`); status != 400 {
 		t.Fatalf("login with a wrong secret_id = %d, want 400", status)
 	}
-	wantHMAC, err := h.core.AuditHMAC(role.RoleID)
+	wantHMAC, err := h.core.AuditHMAC(roleID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +138,7 @@ func TestAuditApproleLogin(t *testing.T) {
 	}
 	for _, r := range recs {
 		b, _ := json.Marshal(r)
-		for _, v := range []string{role.RoleID, sid, a["client_token"].(string)} {
+		for _, v := range []string{roleID, sid, a["client_token"].(string)} {
 			if strings.Contains(string(b), v) {
 				t.Errorf("record holds %q in plaintext: %s", v, b)
 			}
@@ -161,18 +152,7 @@ func TestAuditApproleLogin(t *testing.T) {
 func TestAuditOutageOnFullDisk(t *testing.T) {
 	base := testaudit.TinyTmpfs(t)
 	h := newAuditHarness(t, filepath.Join(base, "audit"))
-	ctx := context.Background()
-	r := approleRole("web", "reader")
-	r.SecretIDNumUses = 1
-	role, err := h.core.AppRole.PutRole(ctx, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sid, _, _, err := h.core.AppRole.GenerateSecretID(ctx, "web", nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	login := `{"role_id":"` + role.RoleID + `","secret_id":"` + sid + `"}`
+	_, _, login := approleLogin(t, h, "web", 1)
 
 	free := testaudit.FillDisk(t, base)
 	status := 0

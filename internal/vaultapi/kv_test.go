@@ -345,18 +345,28 @@ func TestTokens(t *testing.T) {
 	}
 }
 
+// approleLogin makes role (with the reader policy; a secret_id serves uses
+// logins, 0: any number) and returns its role_id, a new secret_id and the
+// body of a login with both.
+func approleLogin(t *testing.T, h *harness, role string, uses int) (roleID, secretID, login string) {
+	t.Helper()
+	r := approleRole(role, "reader")
+	r.SecretIDNumUses = uses
+	got, err := h.core.AppRole.PutRole(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid, _, _, err := h.core.AppRole.GenerateSecretID(context.Background(), role, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got.RoleID, sid, `{"role_id":"` + got.RoleID + `","secret_id":"` + sid + `"}`
+}
+
 func TestApproleLogin(t *testing.T) {
 	h := newHarness(t)
-	ctx := context.Background()
-	role, err := h.core.AppRole.PutRole(ctx, approleRole("web", "reader"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sid, _, _, err := h.core.AppRole.GenerateSecretID(ctx, "web", nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	status, body := h.do(t, "POST", "/v1/auth/approle/login", "", `{"role_id":"`+role.RoleID+`","secret_id":"`+sid+`"}`)
+	_, _, login := approleLogin(t, h, "web", 0)
+	status, body := h.do(t, "POST", "/v1/auth/approle/login", "", login)
 	if status != 200 {
 		t.Fatalf("login = %d %v", status, body)
 	}

@@ -80,22 +80,14 @@ type request struct {
 	ctx       context.Context
 	id        string
 	route     *route
-	name      string            // the validated secret name on secret routes
-	token     string            // the caller's token: never logged, only echoed to its holder
-	principal *auth.Principal   // nil on public routes, until a login succeeds
-	hmacs     map[string]string // sensitive fields, recorded only as HMACs
+	name      string          // the validated secret name on secret routes
+	token     string          // the caller's token: never logged, only echoed to its holder
+	principal *auth.Principal // nil on public routes, until a login succeeds
+	hmacs     core.Sensitive  // sensitive fields, recorded only as HMACs
 }
 
 // sensitive records a field whose value the audit record holds only as an HMAC.
-func (r *request) sensitive(field, value string) {
-	if value == "" {
-		return
-	}
-	if r.hmacs == nil {
-		r.hmacs = map[string]string{}
-	}
-	r.hmacs[field] = value
-}
+func (r *request) sensitive(field, value string) { r.hmacs.Add(field, value) }
 
 // reply is what a handler returns; nil means 204 No Content.
 type reply struct {
