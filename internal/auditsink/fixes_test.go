@@ -353,3 +353,13 @@ func TestSyslogUnixStream(t *testing.T) {
 		checkSyslogMsg(t, sc.Text())
 	}
 }
+
+// TestWebhookErrorHidesURL: a failed POST names the collector's host, not
+// its URL, whose query may carry a token.
+func TestWebhookErrorHidesURL(t *testing.T) {
+	w := &Webhook{URL: "http://127.0.0.1:1/collect?token=s3cr3t-collector-token"}
+	err := w.Send(context.Background(), []*audit.Record{{Seq: 1}})
+	if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("Send to a closed port = %v; want an error naming the host only", err)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -279,6 +280,12 @@ func (s *Webhook) Send(ctx context.Context, recs []*audit.Record) error {
 	hc.CheckRedirect = noRedirect
 	resp, err := hc.Do(req)
 	if err != nil {
+		// A *url.Error names the whole URL, whose query may hold the
+		// collector's token; name only its host.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			return fmt.Errorf("POST to the webhook at %s: %w", req.URL.Host, ue.Err)
+		}
 		return err
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
